@@ -1,0 +1,33 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _data_root() -> Path | None:
+    env = os.environ.get("TUNEBENCH_DATA")
+    root = Path(env) if env else SHARED_DATA / "original"
+    return root if root.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if root is None:
+        pytest.skip("real data not found: set TUNEBENCH_DATA to LM-BFF's data/original folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lmbff_checksums(data_root) -> dict[str, str]:
+    path = data_root.parent / "lmbff-k-shot-16.md5"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    sums = {}
+    for line in path.read_text().splitlines():
+        md5, name = line.split()
+        sums[name] = md5
+    return sums
