@@ -92,11 +92,11 @@ def cmd_tasks(args) -> int:
     lambda p: None
 )
 def cmd_backbones(args) -> int:
-    from bench.backbones import CATALOG, availability, parameter_count
+    from bench.backbones import CATALOG, availability, build_meta, count_parameters
 
     rows = []
     for name, spec in CATALOG.items():
-        n = parameter_count(name)
+        n = count_parameters(build_meta(name))
         rows.append(
             {
                 "backbone": name,

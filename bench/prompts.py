@@ -1,0 +1,230 @@
+"""Turning examples into token ids: plain inputs for a classifier head, templates with a
+verbalizer for the LM head, and demonstrations (LM-BFF's, or GPT-3-style in context).
+
+Every rendering yields ``Encoded(ids, position)``: ``position`` is where the head reads the
+sequence — the [MASK] token (mlm) or the last prompt token (causal) for the LM head; the
+first token (mlm/encoder) or the last token (causal) for a classifier head. The model never
+has to search for it, so padding side and batch composition cannot move it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from bench.errors import BackboneError
+from tasks import Example, Prompt, Task
+from tasks.base import SENTENCE_TRANSFORMS
+
+SLOT = re.compile(r"(\{s1\}|\{s2\}|\{mask\})")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: tuple[int, ...]
+    position: int  # index in ids where the head reads
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """How a method turns an example into ids. ``style``: "plain" (the tokenizer's own single
+    or pair encoding, for a classifier head) or "prompt" (the task's template and label words,
+    for the LM head). ``demos_per_label``: training examples per label shown with their label
+    word — after the query on a masked LM (LM-BFF), before it on a causal LM (GPT-3 style,
+    the answer must come last)."""
+
+    style: str = "plain"
+    prompt: Prompt | None = None
+    demos_per_label: int = 0
+    max_length: int = 128
+
+
+def template_text(prompt: Prompt, example: Example, word: str | None = None) -> str:
+    """The template filled as plain text (for people to read; ids are built piecewise)."""
+    s1 = SENTENCE_TRANSFORMS[prompt.s1](example.text_a)
+    s2 = SENTENCE_TRANSFORMS[prompt.s2](example.text_b or "")
+    mask = " " + word if word is not None else " [MASK]"
+    out = prompt.template.replace("{s1}", s1).replace("{s2}", s2)
+    if prompt.template.lstrip().startswith("{mask}"):
+        mask = mask.lstrip()
+    return out.replace("{mask}", mask)
+
+
+def template_pieces(template: str) -> list[str]:
+    """Split a template into literal pieces and slots, moving each literal's trailing spaces
+    onto the piece after it, so "{mask}: {s1}" tokenizes as ":" then " <sentence>"."""
+    raw = [p for p in SLOT.split(template) if p != ""]
+    pieces, carry = [], ""
+    for p in raw:
+        p = carry + p
+        carry = ""
+        if not SLOT.fullmatch(p.strip()) and p.rstrip(" ") != p:
+            stripped = p.rstrip(" ")
+            carry = p[len(stripped) :]
+            p = stripped
+        if p:
+            pieces.append(p)
+    if carry:
+        pieces.append(carry)
+    return pieces
+
+
+class Tokens:
+    """Token ids of text pieces for one tokenizer, memoised (templates repeat)."""
+
+    def __init__(self, tokenizer, kind: str):
+        self.tok, self.kind = tokenizer, kind
+        self._cache: dict[str, tuple[int, ...]] = {}
+        probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+        bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+        start = _index_of(probe, bare)
+        self.prefix = tuple(probe[:start])  # e.g. [CLS] / <s> / BOS
+        self.suffix = tuple(probe[start + len(bare) :])  # e.g. [SEP] / </s>
+        self.sep = (tokenizer.sep_token_id,) if tokenizer.sep_token_id is not None else ()
+
+    def __call__(self, text: str) -> tuple[int, ...]:
+        ids = self._cache.get(text)
+        if ids is None:
+            ids = tuple(self.tok(text, add_special_tokens=False)["input_ids"])
+            self._cache[text] = ids
+        return ids
+
+    def plain(self, a: str, b: str | None, max_length: int) -> tuple[int, ...]:
+        """The tokenizer's own single/pair encoding (a causal LM gets the pair on two lines)."""
+        if self.kind == "causal" and b is not None:
+            a, b = a + "\n" + b, None
+        enc = self.tok(a, b, truncation=True, max_length=max_length)
+        return tuple(enc["input_ids"])
+
+    def word_id(self, word: str, leading_space: bool = True) -> int:
+        """The single token of a label word (with a leading space, as LM-BFF reads RoBERTa's)."""
+        ids = self(" " + word if leading_space else word)
+        ids = tuple(i for i in ids if i != self._space_id())
+        if len(ids) != 1:
+            pieces = self.tok.convert_ids_to_tokens(list(ids))
+            raise BackboneError(
+                f"label word {word!r} is {len(ids)} tokens {pieces} for this tokenizer; a "
+                "verbalizer needs one token per word: choose another word or prompt variant"
+            )
+        return ids[0]
+
+    @lru_cache(maxsize=1)  # noqa: B019 - one tokenizer per instance, lives as long as it
+    def _space_id(self) -> int | None:
+        ids = self(" ")
+        return ids[0] if len(ids) == 1 and self(" a")[:1] != ids else None
+
+
+def _index_of(seq, sub) -> int:
+    for i in range(len(seq) - len(sub) + 1):
+        if list(seq[i : i + len(sub)]) == list(sub):
+            return i
+    return 0
+
+
+class Encoder:
+    """Renders examples for one backbone and one ``Renderer``."""
+
+    def __init__(self, tokenizer, kind: str, task: Task, renderer: Renderer):
+        # Without a real tokenizer (parameter counts on the meta device) only shapes matter.
+        self.tokens = Tokens(tokenizer, kind) if callable(tokenizer) else None
+        self.kind, self.task, self.r = kind, task, renderer
+        self.mask_id = tokenizer.mask_token_id
+        if renderer.style == "prompt":
+            if kind == "mlm" and self.mask_id is None:
+                raise BackboneError("this masked-LM tokenizer has no mask token")
+            words = renderer.prompt.words
+            self.word_ids = (
+                [self.tokens.word_id(w) for w in words] if self.tokens else [0] * len(words)
+            )
+
+    # -- single pieces ---------------------------------------------------------------------
+
+    def _sentences(self, ex: Example, budget: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Sentence ids, the longer truncated first until both fit ``budget`` tokens."""
+        p = self.r.prompt
+        t1 = SENTENCE_TRANSFORMS[p.s1 if p else "as_is"](ex.text_a)
+        t2 = (
+            SENTENCE_TRANSFORMS[p.s2 if p else "as_is"](ex.text_b)
+            if ex.text_b is not None
+            else None
+        )
+        return _truncate_pair(t1, t2, budget, self.tokens, self.r, p)
+
+    def _template(self, ex: Example, budget: int, word: int | None) -> tuple[list[int], int]:
+        """Template ids (no special tokens) and the index of the mask slot. ``word`` fills the
+        mask (a demonstration); on a causal backbone a query stops at the mask."""
+        pieces = template_pieces(self.r.prompt.template)
+        fixed = sum(len(self.tokens(q)) for q in pieces if not SLOT.fullmatch(q.strip())) + 1
+        a, b = self._sentences(ex, max(budget - fixed, 2))
+        ids, mask_at = [], -1
+        for q in pieces:
+            slot = q.strip()
+            if slot == "{s1}" or slot == "{s2}":
+                ids += a if slot == "{s1}" else b
+            elif slot == "{mask}":
+                mask_at = len(ids)
+                if word is None and self.kind == "causal":
+                    return ids, mask_at
+                ids.append(word if word is not None else self.mask_id)
+            else:
+                ids += self.tokens(q)
+        return ids, mask_at
+
+    # -- whole inputs ----------------------------------------------------------------------
+
+    def encode(self, ex: Example, demos: list[Example] = ()) -> Encoded:
+        t, r = self.tokens, self.r
+        room = r.max_length - len(t.prefix) - len(t.suffix)
+        if r.style == "plain":
+            ids = self.tokens.plain(ex.text_a, ex.text_b, r.max_length)
+            return Encoded(ids, 0 if self.kind != "causal" else len(ids) - 1)
+        demo_room = room // (len(demos) + 1) if demos else 0
+        query, mask_at = self._template(ex, room - demo_room * len(demos), None)
+        shown = [self._template(d, demo_room - 1, self.word_ids[d.label])[0] for d in demos]
+        if self.kind == "causal":  # demonstrations precede the query; the answer comes last
+            newline = list(t("\n"))
+            before = [tok for d in shown for tok in (d + newline)]
+            ids = [*t.prefix, *before, *query]
+            return Encoded(tuple(ids), len(ids) - 1)
+        after = [tok for d in shown for tok in (list(t.sep) + d)]
+        ids = [*t.prefix, *query, *after, *t.suffix]
+        return Encoded(tuple(ids), len(t.prefix) + mask_at)
+
+    def choose_demos(
+        self, ex: Example, pool: list[Example], rng: np.random.Generator
+    ) -> list[Example]:
+        """``demos_per_label`` training examples of each label (never ``ex`` itself), in label
+        order, as LM-BFF samples them."""
+        if not self.r.demos_per_label:
+            return []
+        out = []
+        for label in range(self.task.num_labels):
+            cands = [d for d in pool if d.label == label and d != ex]
+            if cands:
+                picks = rng.choice(
+                    len(cands), size=min(self.r.demos_per_label, len(cands)), replace=False
+                )
+                out += [cands[i] for i in sorted(picks)]
+        return out
+
+
+def _truncate_pair(t1, t2, budget, tokens: Tokens, r: Renderer, prompt: Prompt | None):
+    """Ids of the sentence(s), with the slot's leading space where the template puts one."""
+    lead1 = lead2 = ""
+    if prompt is not None:
+        for q in template_pieces(prompt.template):
+            if q.strip() == "{s1}":
+                lead1 = q[: len(q) - len(q.lstrip(" "))]
+            if q.strip() == "{s2}":
+                lead2 = q[: len(q) - len(q.lstrip(" "))]
+    a = list(tokens(lead1 + t1))
+    b = list(tokens(lead2 + t2)) if t2 is not None else []
+    while len(a) + len(b) > budget and (a or b):
+        if len(a) >= len(b):
+            a.pop()
+        else:
+            b.pop()
+    return tuple(a), tuple(b)

@@ -1,0 +1,28 @@
+"""Prompt-based fine-tuning (PET / LM-BFF): all weights, manual template, the LM head read at
+the answer position for the label words."""
+
+from methods.base import Method, set_trainable, verbalizer_model
+
+
+def build(backbone, task, hp):
+    model = verbalizer_model(backbone, task, hp)
+    set_trainable(model, lambda name, p: True)
+    return model
+
+
+def space(trial):
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 1e-4, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [2, 4, 8]),
+    }
+
+
+METHOD = Method(
+    name="prompt-finetune",
+    family="full",
+    head="lm",
+    build=build,
+    space=space,
+    summary="all weights; template + verbalizer on the LM head (LM-BFF manual prompt)",
+    defaults={"lr": 1e-5},
+)

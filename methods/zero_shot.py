@@ -1,0 +1,63 @@
+"""Zero-shot prompting: the manual template and verbalizer, no training. Optional contextual
+calibration (Zhao et al. 2021): divide the label-word probabilities by those the model gives
+to content-free inputs ("N/A", "", the mask token)."""
+
+import torch
+from torch import nn
+
+from methods.base import Method, set_trainable, verbalizer_model
+from tasks import Example
+
+
+class CalibratedHead(nn.Module):
+    """log p(y|x) - log p(y|content-free), renormalised by the softmax downstream."""
+
+    def __init__(self, head: nn.Module, log_prior: torch.Tensor):
+        super().__init__()
+        self.inner = head
+        self.register_buffer("log_prior", log_prior, persistent=False)  # (C,)
+
+    def forward(self, h):
+        return self.inner(h).log_softmax(-1) - self.log_prior
+
+
+def content_free_log_prior(model, task) -> torch.Tensor:
+    """Mean label-word distribution over content-free inputs, in log space, (C,)."""
+    from bench.data import collate
+
+    texts = ["N/A", "", model.encoder.tokens.tok.mask_token or "N/A"]
+    exs = [Example(text_a=t, text_b=t if task.is_pair else None, label=0) for t in texts]
+    batch = collate([model.encoder.encode(e) for e in exs], exs, model.pad_id)
+    model.eval()
+    with torch.no_grad():
+        probs = model(batch).softmax(-1).mean(0)
+    return probs.log()
+
+
+def calibrated(model, task, hp):
+    if hp.get("calibrate"):
+        model.head = CalibratedHead(model.head, content_free_log_prior(model, task))
+    return model
+
+
+def build(backbone, task, hp):
+    model = calibrated(verbalizer_model(backbone, task, hp), task, hp)
+    set_trainable(model, lambda name, p: False)
+    return model
+
+
+def display(hp):
+    return "zero-shot+cc" if hp.get("calibrate") else "zero-shot"
+
+
+METHOD = Method(
+    name="zero-shot",
+    family="prompt",
+    head="lm",
+    build=build,
+    trains=False,
+    summary="manual template + verbalizer, no training (optional contextual calibration)",
+    defaults={"calibrate": False},
+    choices={"calibrate": (False, True)},
+    display=display,
+)
