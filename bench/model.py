@@ -22,9 +22,15 @@ from bench.prompts import Encoder
 
 
 class NoAdapter(nn.Module):
-    """Leaves the input as it is: (embeds, mask) -> (embeds, mask, extra body kwargs, shift)."""
+    """The adapter protocol, changing nothing.
 
-    def forward(self, embeds: torch.Tensor, mask: torch.Tensor):
+    ``adapter(embeds (B, T, H), mask (B, T), batch) -> (embeds (B, T', H), mask (B, T'),
+    extra keyword arguments for the body (e.g. ``past_key_values``), shift)`` where ``shift``
+    is the number of positions prepended (the read position moves by it). ``batch`` gives
+    access to ``input_ids`` and ``position`` for adapters that replace placeholder tokens.
+    """
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor, batch: dict):
         return embeds, mask, {}, 0
 
 
@@ -124,7 +130,7 @@ class TaskModel(nn.Module):
     def features(self, batch: dict) -> torch.Tensor:
         """The hidden state the head reads, (B, H)."""
         embeds = self.body.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
-        embeds, mask, extra, shift = self.adapter(embeds, batch["attention_mask"])
+        embeds, mask, extra, shift = self.adapter(embeds, batch["attention_mask"], batch)
         hidden = self.body(inputs_embeds=embeds, attention_mask=mask, **extra).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         return hidden[rows, batch["position"] + shift]
