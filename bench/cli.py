@@ -174,7 +174,7 @@ def _load_command_modules() -> None:
     """Commands defined in other modules register themselves on import."""
     import importlib
 
-    for mod in ("bench.commands",):
+    for mod in ("bench.commands", "bench.commands_sweep", "bench.commands_report"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
