@@ -13,8 +13,15 @@ Schema ``tunebench.run/1`` (every key always present; values null where not appl
 - ``params``: trainable, method, head, backbone_total, trainable_pct_of_backbone
 - ``memory``: peak_bytes of one training step (inference batch for untrained methods), how
   (the measurement used), device
-- ``time``: build_s, train_s, train_examples_per_s, eval_s, eval_examples_per_s, total_s
-- ``trials``: hyperparameter-search trials (sweeps; empty for a single run)
+- ``time``: build_s, train_s, train_examples_per_s, eval_s, eval_examples_per_s, total_s;
+  sweeps add search_s (all trials)
+- ``trials``: hyperparameter-search trials (sweeps; empty for a single run): number, params
+  (the searched values), state (COMPLETE | PRUNED | FAIL), dev (primary metric; a pruned
+  trial's best before it stopped), dev_loss, best_step, steps (run), error, traceback, seconds
+- ``search``: how the cell was searched (sweeps; null for a single run): mode (tpe | grid),
+  n_trials, searched, grid, fixed, sampler, sampler_seed, pruner and its settings, tie_rule,
+  study, storage, chosen_trial
+- ``profile``: the sweep profile's name (null for a single run)
 - ``env``: packages, hardware, git (commit, dirty), device
 """
 
@@ -57,5 +64,7 @@ def new_record(cell: dict, device: str) -> dict:
         "memory": None,
         "time": {},
         "trials": [],
+        "search": None,
+        "profile": None,
         "env": environment(device),
     }
