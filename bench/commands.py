@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import _print_table, add_data_options, command
-from bench.errors import TunebenchError
+from bench.errors import BackboneError, TunebenchError
 
 
 def parse_sets(pairs: list[str] | None) -> dict:
@@ -149,7 +149,22 @@ def cmd_params(args) -> int:
     rows = []
     for b in args.backbone or ["roberta-large", "bert-large-uncased"]:
         for m in methods:
-            rep = count_method_params(b, m, task, parse_sets(args.set))
+            try:
+                rep = count_method_params(b, m, task, parse_sets(args.set))
+            except BackboneError as e:  # a refusal is a row, not the end of the table
+                reason = str(e).split(": ", 1)[-1]
+                rows.append(
+                    {
+                        "backbone": b,
+                        "method": m.name,
+                        "family": m.family,
+                        "method params": "refused",
+                        "head": "-",
+                        "trainable": "-",
+                        "% of backbone": reason[:70],
+                    }
+                )
+                continue
             rows.append(
                 {
                     "backbone": b,

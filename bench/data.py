@@ -42,13 +42,16 @@ def collate(items: Sequence[Encoded], examples: Sequence[Example], pad_id: int) 
     for row, e in enumerate(items):
         ids[row, : len(e.ids)] = torch.tensor(e.ids)
         mask[row, : len(e.ids)] = 1
-    return {
+    batch = {
         "input_ids": ids,  # (B, T)
         "attention_mask": mask,  # (B, T)
         "position": torch.tensor([e.position for e in items]),  # (B,)
         "label": torch.tensor([ex.label for ex in examples]),  # (B,)
         "score": torch.tensor([ex.score if ex.score is not None else 0.0 for ex in examples]),
     }
+    if any(e.pseudo for e in items):  # a template with pseudo tokens: where they are, (B, N)
+        batch["pseudo"] = torch.tensor([e.pseudo for e in items])
+    return batch
 
 
 def train_order(

@@ -109,6 +109,10 @@ class TaskModel(nn.Module):
     ):
         super().__init__()
         self.body = backbone.model.base_model
+        if getattr(self.body, "pooler", None) is not None:
+            # An encoder's pooler (BERT's dense-tanh on [CLS]) is never read: heads read one
+            # token's hidden state. Kept, it would count as trainable yet never get a gradient.
+            self.body.pooler = None
         self.head = head
         self.adapter = adapter if adapter is not None else NoAdapter()
         self.encoder = encoder

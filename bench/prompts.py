@@ -5,27 +5,33 @@ Every rendering yields ``Encoded(ids, position)``: ``position`` is where the hea
 sequence — the [MASK] token (mlm) or the last prompt token (causal) for the LM head; the
 first token (mlm/encoder) or the last token (causal) for a classifier head. The model never
 has to search for it, so padding side and batch composition cannot move it.
+
+A template may also hold ``{p}`` slots: one pseudo token each (P-tuning), rendered as a
+placeholder id whose embedding an adapter replaces; ``Encoded.pseudo`` says where they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from bench.errors import BackboneError
+from bench.errors import BackboneError, TunebenchError
 from tasks import Example, Prompt, Task
 from tasks.base import SENTENCE_TRANSFORMS
 
-SLOT = re.compile(r"(\{s1\}|\{s2\}|\{mask\})")
+SLOT = re.compile(r"(\{s1\}|\{s2\}|\{mask\}|\{p\})")
+PSEUDO = "{p}"
 
 
 @dataclass(frozen=True)
 class Encoded:
     ids: tuple[int, ...]
     position: int  # index in ids where the head reads
+    pseudo: tuple[int, ...] = ()  # indices in ids of the template's pseudo tokens ({p} slots)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,17 @@ def template_text(prompt: Prompt, example: Example, word: str | None = None) -> 
     out = prompt.template.replace("{s1}", s1).replace("{s2}", s2)
     if prompt.template.lstrip().startswith("{mask}"):
         mask = mask.lstrip()
-    return out.replace("{mask}", mask)
+    return out.replace("{mask}", mask).replace(PSEUDO, "[P]")
+
+
+def with_pseudo_tokens(prompt: Prompt, start: int, after_s1: int, before_mask: int) -> Prompt:
+    """The prompt with P-tuning's pseudo tokens added around its words: ``start`` of them
+    before the template, ``after_s1`` after the first sentence, ``before_mask`` right before
+    the answer (the template's own words stay, as anchors)."""
+    t = prompt.template
+    t = PSEUDO * start + t.replace("{s1}", "{s1}" + PSEUDO * after_s1, 1)
+    t = t.replace("{mask}", PSEUDO * before_mask + "{mask}", 1)
+    return dataclasses.replace(prompt, template=t)
 
 
 def template_pieces(template: str) -> list[str]:
@@ -78,6 +94,7 @@ class Tokens:
     def __init__(self, tokenizer, kind: str):
         self.tok, self.kind = tokenizer, kind
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._plain: dict[tuple, tuple[int, ...]] = {}
         probe = tokenizer("a", add_special_tokens=True)["input_ids"]
         bare = tokenizer("a", add_special_tokens=False)["input_ids"]
         start = _index_of(probe, bare)
@@ -96,8 +113,12 @@ class Tokens:
         """The tokenizer's own single/pair encoding (a causal LM gets the pair on two lines)."""
         if self.kind == "causal" and b is not None:
             a, b = a + "\n" + b, None
-        enc = self.tok(a, b, truncation=True, max_length=max_length)
-        return tuple(enc["input_ids"])
+        key = (a, b, max_length)  # memoised: training re-renders the split every epoch
+        ids = self._plain.get(key)
+        if ids is None:
+            ids = tuple(self.tok(a, b, truncation=True, max_length=max_length)["input_ids"])
+            self._plain[key] = ids
+        return ids
 
     def word_id(self, word: str, leading_space: bool = True) -> int:
         """The single token of a label word (with a leading space, as LM-BFF reads RoBERTa's)."""
@@ -132,9 +153,16 @@ class Encoder:
         self.tokens = Tokens(tokenizer, kind) if callable(tokenizer) else None
         self.kind, self.task, self.r = kind, task, renderer
         self.mask_id = tokenizer.mask_token_id
+        # The placeholder a pseudo token shows before an adapter replaces its embedding.
+        unk = getattr(tokenizer, "unk_token_id", None)
+        self.pseudo_id = unk if unk is not None else (tokenizer.pad_token_id or 0)
         if renderer.style == "prompt":
             if kind == "mlm" and self.mask_id is None:
                 raise BackboneError("this masked-LM tokenizer has no mask token")
+            if PSEUDO in renderer.prompt.template and renderer.demos_per_label:
+                raise TunebenchError("pseudo tokens ({p}) and demonstrations do not mix")
+            if kind == "causal":
+                _check_answer_last(renderer.prompt)
             words = renderer.prompt.words
             self.word_ids = (
                 [self.tokens.word_id(w) for w in words] if self.tokens else [0] * len(words)
@@ -153,13 +181,17 @@ class Encoder:
         )
         return _truncate_pair(t1, t2, budget, self.tokens, self.r, p)
 
-    def _template(self, ex: Example, budget: int, word: int | None) -> tuple[list[int], int]:
-        """Template ids (no special tokens) and the index of the mask slot. ``word`` fills the
-        mask (a demonstration); on a causal backbone a query stops at the mask."""
+    def _template(
+        self, ex: Example, budget: int, word: int | None
+    ) -> tuple[list[int], int, list[int]]:
+        """Template ids (no special tokens), the index of the mask slot and the indices of the
+        pseudo tokens. ``word`` fills the mask (a demonstration); on a causal backbone a query
+        stops at the mask."""
         pieces = template_pieces(self.r.prompt.template)
         fixed = sum(len(self.tokens(q)) for q in pieces if not SLOT.fullmatch(q.strip())) + 1
+        fixed += sum(q.strip() == PSEUDO for q in pieces)
         a, b = self._sentences(ex, max(budget - fixed, 2))
-        ids, mask_at = [], -1
+        ids, mask_at, pseudo = [], -1, []
         for q in pieces:
             slot = q.strip()
             if slot == "{s1}" or slot == "{s2}":
@@ -167,11 +199,14 @@ class Encoder:
             elif slot == "{mask}":
                 mask_at = len(ids)
                 if word is None and self.kind == "causal":
-                    return ids, mask_at
+                    return ids, mask_at, pseudo
                 ids.append(word if word is not None else self.mask_id)
+            elif slot == PSEUDO:
+                pseudo.append(len(ids))
+                ids.append(self.pseudo_id)
             else:
                 ids += self.tokens(q)
-        return ids, mask_at
+        return ids, mask_at, pseudo
 
     # -- whole inputs ----------------------------------------------------------------------
 
@@ -182,16 +217,18 @@ class Encoder:
             ids = self.tokens.plain(ex.text_a, ex.text_b, r.max_length)
             return Encoded(ids, 0 if self.kind != "causal" else len(ids) - 1)
         demo_room = room // (len(demos) + 1) if demos else 0
-        query, mask_at = self._template(ex, room - demo_room * len(demos), None)
+        query, mask_at, pseudo = self._template(ex, room - demo_room * len(demos), None)
         shown = [self._template(d, demo_room - 1, self.word_ids[d.label])[0] for d in demos]
         if self.kind == "causal":  # demonstrations precede the query; the answer comes last
             newline = list(t("\n"))
             before = [tok for d in shown for tok in (d + newline)]
             ids = [*t.prefix, *before, *query]
-            return Encoded(tuple(ids), len(ids) - 1)
+            start = len(t.prefix) + len(before)
+            return Encoded(tuple(ids), len(ids) - 1, tuple(start + i for i in pseudo))
         after = [tok for d in shown for tok in (list(t.sep) + d)]
         ids = [*t.prefix, *query, *after, *t.suffix]
-        return Encoded(tuple(ids), len(t.prefix) + mask_at)
+        start = len(t.prefix)
+        return Encoded(tuple(ids), start + mask_at, tuple(start + i for i in pseudo))
 
     def choose_demos(
         self, ex: Example, pool: list[Example], rng: np.random.Generator
@@ -209,6 +246,19 @@ class Encoder:
                 )
                 out += [cands[i] for i in sorted(picks)]
         return out
+
+
+def _check_answer_last(prompt: Prompt) -> None:
+    """A causal LM reads only what precedes the answer slot (the rendering stops there), so a
+    template that puts a sentence after {mask}, or nothing before it, would be scored on the
+    wrong text: refuse it rather than drop a sentence silently."""
+    before, _, after = prompt.template.partition("{mask}")
+    if "{s1}" in after or "{s2}" in after or not SLOT.sub("", before).strip():
+        raise BackboneError(
+            f"template {prompt.template!r} puts text the model must read after the answer slot; "
+            "a causal LM reads only what comes before it. Choose a prompt variant that ends "
+            "with the answer (--set prompt=NAME; see `tunebench tasks`), or an mlm backbone"
+        )
 
 
 def _truncate_pair(t1, t2, budget, tokens: Tokens, r: Renderer, prompt: Prompt | None):

@@ -44,7 +44,7 @@ def environment(device: str) -> dict:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def new_record(cell: dict, device: str) -> dict:

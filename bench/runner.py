@@ -21,7 +21,7 @@ from bench.record import new_record
 from bench.splits import Split, sample_split
 from bench.train import Hyper, evaluate, train
 from methods import get_method
-from methods.base import Method, task_prompt
+from methods.base import Method
 from tasks import Task, get_task
 
 
@@ -134,7 +134,7 @@ def finish_record(
         tests[name] = ev.metrics
         eval_s, eval_n = eval_s + ev.seconds, eval_n + ev.examples
     primary = task.metrics[0]
-    prompt = task_prompt(backbone, task, trial.hp) if method.reads_lm_head(trial.hp) else None
+    prompt = model.encoder.r.prompt  # the template the model read, if any
     record.update(
         status="ok",
         config={

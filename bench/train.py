@@ -8,6 +8,7 @@ only the head trains on its outputs.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -54,8 +55,13 @@ class Evaluation:
 
 
 def _trunk_key(model) -> tuple:
-    state = tuple(sorted((k, v.data_ptr()) for k, v in model.adapter.state_dict().items()))
-    return (model.backbone_name, type(model.adapter).__name__, state)
+    """What a frozen trunk's features depend on: the backbone, and the adapter by content (a
+    freed prompt's memory can be reused by another, so a data pointer would not do)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.adapter.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return (model.backbone_name, type(model.adapter).__name__, digest.hexdigest())
 
 
 def _features(model, items, examples, batch_size) -> torch.Tensor:
@@ -170,10 +176,10 @@ def train(
     micro_batches = _micro_batches(model, train_ex, hp, seed, rng)
 
     def one_step(step: int) -> tuple[float, int]:  # (mean loss, examples)
-        model.train()
         losses, n = [], 0
         for _ in range(hp.grad_accum):
             idx, batch = next(micro_batches)
+            model.train()  # after next(): the first batch caches frozen features in eval mode
             loss = model.loss(model(batch), batch)
             if not torch.isfinite(loss):
                 raise TrainingFailed(f"loss is {loss.item()} at step {step + 1}")

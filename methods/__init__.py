@@ -9,8 +9,12 @@ from methods import (
     head_only,
     in_context,
     lora,
+    p_tuning,
+    p_tuning_v2,
+    prefix_tuning,
     prompt_finetune,
     prompt_finetune_demo,
+    prompt_tuning,
     zero_shot,
 )
 from methods.base import Method
@@ -32,6 +36,11 @@ register(bitfit.METHOD)
 register(lora.METHOD)
 register(zero_shot.METHOD)
 register(in_context.METHOD)
+register(prompt_tuning.METHOD)
+register(p_tuning.METHOD)
+register(p_tuning.FULL)
+register(prefix_tuning.METHOD)
+register(p_tuning_v2.METHOD)
 
 
 def get_method(name: str) -> Method:

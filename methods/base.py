@@ -82,7 +82,10 @@ class Method:
 
     def label(self, hp: Mapping) -> str:
         """The name shown in records and tables (options that change the method show)."""
-        return self.display(hp) if self.display else self.name
+        name = self.display(hp) if self.display else self.name
+        if self.head == "option" and hp.get("head") != self.defaults.get("head"):
+            name += "+lm-head" if hp.get("head") == "lm" else "+cls-head"  # not the usual head
+        return name
 
 
 def _cast(value, default, key):
@@ -110,10 +113,20 @@ def task_prompt(backbone: Backbone, task: Task, hp: Mapping) -> Prompt:
     return task.prompt_variant(name)
 
 
-def renderer(backbone: Backbone, task: Task, hp: Mapping, style: str, demos: int = 0) -> Renderer:
+def renderer(
+    backbone: Backbone,
+    task: Task,
+    hp: Mapping,
+    style: str,
+    demos: int = 0,
+    prompt: Prompt | None = None,
+) -> Renderer:
+    """``prompt``: a method's own version of the task's prompt (e.g. with pseudo tokens)."""
+    if style == "prompt" and prompt is None:
+        prompt = task_prompt(backbone, task, hp)
     return Renderer(
         style=style,
-        prompt=task_prompt(backbone, task, hp) if style == "prompt" else None,
+        prompt=prompt,
         demos_per_label=demos,
         max_length=hp.get("max_length") or task.max_length,
     )
@@ -122,6 +135,13 @@ def renderer(backbone: Backbone, task: Task, hp: Mapping, style: str, demos: int
 def set_trainable(model: nn.Module, predicate: Callable[[str, nn.Parameter], bool]) -> None:
     for name, p in model.named_parameters():
         p.requires_grad_(predicate(name, p))
+
+
+def adapter_and_classifier(hp: Mapping) -> Callable[[str, nn.Parameter], bool]:
+    """What an input or attention method trains: its adapter, and the classifier head if it
+    has one (an LM head stays frozen)."""
+    head = hp.get("head") == "classifier"
+    return lambda name, p: name.startswith("adapter.") or (head and name.startswith("head."))
 
 
 def classifier_model(backbone: Backbone, task: Task, hp: Mapping, *, adapter=None) -> TaskModel:
@@ -140,9 +160,11 @@ def verbalizer_model(
     demos: int = 0,
     adapter=None,
     head: nn.Module | None = None,
+    prompt: Prompt | None = None,
 ) -> TaskModel:
-    """Template input, the LM head read at the answer position for the label words."""
-    r = renderer(backbone, task, hp, "prompt", demos)
+    """Template input, the LM head read at the answer position for the label words (or
+    another ``head`` read there)."""
+    r = renderer(backbone, task, hp, "prompt", demos, prompt)
     enc = Encoder(backbone.tokenizer, backbone.kind, task, r)
     head = head if head is not None else VerbalizerHead(backbone.model, enc.word_ids)
     return TaskModel(backbone, enc, head, adapter=adapter, regression=task.regression)

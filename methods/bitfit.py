@@ -9,12 +9,15 @@ def _is_bias(name: str) -> bool:
 
 def build(backbone, task, hp):
     model = head_model(backbone, task, hp)
-    heads = "head." if hp["head"] == "classifier" else "head.transform."
+    # With the LM head, its transform's biases (dense, LayerNorm) are bias terms too; the
+    # vocabulary projection's bias stays frozen (only its label-word rows would ever move).
+    classifier = hp["head"] == "classifier"
+    heads = "head." if classifier else "head.transform."
     set_trainable(
         model,
         lambda name, p: (
             (name.startswith("body.") and _is_bias(name))
-            or (hp["head"] == "classifier" and name.startswith(heads))
+            or (name.startswith(heads) and (classifier or _is_bias(name)))
         ),
     )
     return model

@@ -18,6 +18,26 @@ NLI3 = Prompt("{s1}?{mask}, {s2}", ("No", "Yes", "Maybe"), s1="drop_last", s2="l
 NLI2 = Prompt("{s1}?{mask}, {s2}", ("Yes", "No"), s1="drop_last", s2="lower_first")
 PARAPHRASE = Prompt("{s1}{mask}, {s2}", ("No", "Yes"), s2="lower_first")
 
+# Causal-LM variants of the pair prompts: the answer must come last on a next-token LM.
+NLI3_CAUSAL = Prompt(
+    "{s1}\nQuestion: {s2} Yes, No or Maybe?\nAnswer:{mask}",
+    ("No", "Yes", "Maybe"),
+    note="causal-LM phrasing",
+)
+NLI2_CAUSAL = Prompt(
+    "{s1}\nQuestion: {s2} Yes or No?\nAnswer:{mask}", ("Yes", "No"), note="causal-LM phrasing"
+)
+QNLI_CAUSAL = Prompt(
+    "Question: {s1}\nSentence: {s2}\nDoes the sentence answer the question? Yes or No?\nAnswer:{mask}",
+    ("Yes", "No"),
+    note="causal-LM phrasing",
+)
+PARAPHRASE_CAUSAL = Prompt(
+    "Sentence 1: {s1}\nSentence 2: {s2}\nDo they mean the same thing? Yes or No?\nAnswer:{mask}",
+    ("No", "Yes"),
+    note="causal-LM phrasing",
+)
+
 CSV = Files(train="train.csv", test={"test": "test.csv"}, header=False)
 GLUE = Files(train="train.tsv", test={"test": "dev.tsv"})
 SAMPLED = Files(train="train.sampled-rows.tsv", test={"test": "dev.sampled-1000-rows.tsv"})
@@ -134,6 +154,7 @@ TASK_LIST: list[Task] = [
                 "test_mismatched": "dev_mismatched.sampled-1000-rows.tsv",
             },
         ),
+        prompts={"causal": NLI3_CAUSAL},
         description="natural language inference, 3-way (GLUE MNLI)",
     ),
     Task(
@@ -148,6 +169,7 @@ TASK_LIST: list[Task] = [
         prompt=NLI3,
         max_length=256,
         partial_files=SAMPLED,
+        prompts={"causal": NLI3_CAUSAL},
         description="natural language inference, 3-way (SNLI)",
     ),
     Task(
@@ -161,6 +183,7 @@ TASK_LIST: list[Task] = [
         metrics=("acc",),
         prompt=NLI2,
         partial_files=Files(train="train.sampled-rows.tsv", test={"test": "dev.tsv"}),
+        prompts={"causal": QNLI_CAUSAL},
         description="question-answer entailment (GLUE QNLI)",
     ),
     Task(
@@ -174,6 +197,7 @@ TASK_LIST: list[Task] = [
         metrics=("acc",),
         prompt=NLI2,
         max_length=256,
+        prompts={"causal": NLI2_CAUSAL},
         description="recognizing textual entailment (GLUE RTE)",
     ),
     Task(
@@ -186,6 +210,7 @@ TASK_LIST: list[Task] = [
         labels=("0", "1"),
         metrics=("f1", "acc"),
         prompt=PARAPHRASE,
+        prompts={"causal": PARAPHRASE_CAUSAL},
         description="paraphrase (GLUE MRPC)",
     ),
     Task(
@@ -199,6 +224,7 @@ TASK_LIST: list[Task] = [
         metrics=("f1", "acc"),
         prompt=PARAPHRASE,
         partial_files=SAMPLED,
+        prompts={"causal": PARAPHRASE_CAUSAL},
         description="duplicate questions (GLUE QQP)",
     ),
     Task(
@@ -213,6 +239,7 @@ TASK_LIST: list[Task] = [
         prompt=PARAPHRASE,
         regression=True,
         bucket_at=2.5,
+        prompts={"causal": PARAPHRASE_CAUSAL},
         description="semantic similarity, 0-5 (GLUE STS-B); sampled on the score bucketed at 2.5",
     ),
     Task(

@@ -13,6 +13,10 @@ def _data_root() -> Path | None:
     return root if root.is_dir() else None
 
 
+if _data_root() is not None:  # the CLI under test finds the real data as a user would
+    os.environ.setdefault("TUNEBENCH_DATA", str(_data_root()))
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()
