@@ -14,7 +14,7 @@ TUNEBENCH_DATA ?= $(abspath ../shared/data/original)
 endif
 export TUNEBENCH_DATA
 
-.PHONY: setup test test-fast reproduce lint format clean
+.PHONY: setup test test-fast reproduce report lint format clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,9 @@ test-fast: setup
 
 reproduce: setup
 	$(BIN)/tunebench reproduce $(PROFILE)
+
+report: setup
+	$(BIN)/tunebench report
 
 lint: setup
 	$(BIN)/ruff check bench methods tasks tests
