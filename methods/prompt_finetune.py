@@ -2,19 +2,13 @@
 the answer position for the label words."""
 
 from methods.base import Method, set_trainable, verbalizer_model
+from methods.finetune import space  # the same search as full fine-tuning
 
 
 def build(backbone, task, hp):
     model = verbalizer_model(backbone, task, hp)
     set_trainable(model, lambda name, p: True)
     return model
-
-
-def space(trial):
-    return {
-        "lr": trial.suggest_float("lr", 1e-5, 1e-4, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [2, 4, 8]),
-    }
 
 
 METHOD = Method(
