@@ -130,6 +130,20 @@ class KVPrefix(nn.Module):
         self.register_buffer("indices", torch.arange(n), persistent=False)
         self.offset, self.cache_kwarg = offset, cache_kwarg
 
+    @torch.no_grad()
+    def start_from_text(self, body: nn.Module, ids: list[int]) -> None:
+        """Set the prefix (no MLP) to the keys and values ``body`` computes for N token ids:
+        training starts as if that text came before every input, instead of from random
+        vectors that scramble a small model's attention (Li & Liang's initialisation with real
+        words' activations, their fix for low-data settings)."""
+        n = self.shape[0]
+        if self.encoder.prefix_projection or len(ids) != n:
+            raise ValueError(f"a text start needs a prefix without MLP and {n} token ids")
+        cache = DynamicCache()
+        body(input_ids=torch.tensor([ids], device=self.indices.device), **{self.cache_kwarg: cache})
+        kv = torch.stack([t[0] for layer in cache.layers for t in (layer.keys, layer.values)])
+        self.encoder.embedding.weight.copy_(kv.permute(2, 0, 1, 3).reshape(n, -1))  # (N, 2L*D)
+
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor, batch: dict):
         b, n = embeds.shape[0], self.shape[0]
         kv = self.encoder(self.indices[None]).to(embeds.dtype)  # (1, N, L*2*D)

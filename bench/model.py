@@ -152,4 +152,7 @@ class TaskModel(nn.Module):
         if self.regression:  # STS-B: soft targets (1 - s/5, s/5) on the two label words
             s = (batch["score"].to(logits.device) / 5.0).clamp(0, 1)
             return F.cross_entropy(logits, torch.stack([1 - s, s], dim=-1))
-        return F.cross_entropy(logits, batch["label"].to(logits.device))
+        labels = batch["label"].to(logits.device)
+        loss = F.cross_entropy(logits, labels)
+        auxiliary = getattr(self.head, "auxiliary_loss", None)  # e.g. ProtoVerb's contrastive
+        return loss if auxiliary is None else loss + auxiliary(labels)

@@ -36,6 +36,7 @@ class Cell:
 
 
 _PRISTINE: dict[str, Backbone] = {}
+_FOUND: dict[tuple, tuple[dict, float]] = {}
 
 
 def pristine_backbone(name: str) -> Backbone:
@@ -67,6 +68,35 @@ class Trial:
     build_s: float
     train_s: float
     train_examples: int
+    found: dict | None = None  # what a prompt or verbalizer search found (record: "found")
+    prompt_search_s: float = 0.0
+
+
+def prepare(method: Method, backbone: Backbone, task: Task, split: Split, hp: dict):
+    """Run the method's and the verbalizer's searches (if any) on the K-shot data, once per
+    cell and search settings; return (found, seconds the search took when it ran)."""
+    from bench.verbalizers import get_verbalizer
+
+    steps = [(method.search, method.search_keys)]
+    if "verbalizer" in hp:
+        v = get_verbalizer(hp["verbalizer"])
+        steps.append((v.search, v.search_keys + ("verbalizer",)))
+    steps = [(fn, keys) for fn, keys in steps if fn is not None]
+    if not steps:
+        return None, 0.0
+    key = (
+        backbone.name,
+        task.name,
+        split.fingerprint,
+        method.name,
+        tuple((k, repr(hp.get(k))) for _, keys in steps for k in keys),
+    )
+    if key not in _FOUND:
+        start, found = time.perf_counter(), {}
+        for fn, _ in steps:
+            found.update(fn(backbone, task, split, {**hp, "found": dict(found)}))
+        _FOUND[key] = (found, time.perf_counter() - start)
+    return _FOUND[key]
 
 
 def run_trial(
@@ -83,9 +113,13 @@ def run_trial(
     start = time.perf_counter()
     backbone = fresh_backbone(backbone_name, device)
     method.check(backbone, hp)
-    torch.manual_seed(split.seed)  # heads and adapters initialise from the cell's seed
+    torch.manual_seed(split.seed)  # searches, heads and adapters start from the cell's seed
+    found, search_s = prepare(method, backbone, task, split, hp)
+    if found is not None:
+        hp = {**hp, "found": found}
+    torch.manual_seed(split.seed)
     model = method.build(backbone, task, hp).to(device)
-    build_s = time.perf_counter() - start
+    build_s = time.perf_counter() - start - search_s
     h = Hyper.from_dict(hp)
     if method.trains:
         result = train(
@@ -101,10 +135,12 @@ def run_trial(
             build_s,
             result.seconds,
             result.examples_seen,
+            found,
+            search_s,
         )
     dev = evaluate(model, task, split.dev, split.train, split.seed, h.eval_batch_size)
     memory = _inference_memory(model, split, h, device)
-    return Trial(model, hp, dev.metrics, None, [], memory, build_s, 0.0, 0)
+    return Trial(model, hp, dev.metrics, None, [], memory, build_s, 0.0, 0, found, search_s)
 
 
 def _inference_memory(model, split: Split, h: Hyper, device) -> dict:
@@ -135,10 +171,13 @@ def finish_record(
         eval_s, eval_n = eval_s + ev.seconds, eval_n + ev.examples
     primary = task.metrics[0]
     prompt = model.encoder.r.prompt  # the template the model read, if any
+    describe = getattr(model.head, "describe", None)
     record.update(
         status="ok",
+        found=trial.found,
         config={
-            "hyperparameters": trial.hp,
+            "hyperparameters": {k: v for k, v in trial.hp.items() if k != "found"},
+            "verbalizer": describe() if describe else None,
             "prompt": None
             if prompt is None
             else {
@@ -166,6 +205,7 @@ def finish_record(
         params=parameter_report(model, backbone.num_parameters()),
         memory={**trial.memory, "device": str(device)},
         time={
+            "prompt_search_s": trial.prompt_search_s,
             "build_s": trial.build_s,
             "train_s": trial.train_s,
             "train_examples_per_s": trial.train_examples / trial.train_s if trial.train_s else None,

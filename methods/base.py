@@ -3,21 +3,33 @@
 A method is a ``Method`` record: name, family, which head it reads, hyperparameter defaults
 (with method options), a search space, a refusal rule, and ``build(backbone, task, hp)`` that
 returns a ``TaskModel`` whose trainable parameters are exactly the method's.
+
+Two optional hooks, used by the searched-prompt methods and the verbalizers:
+
+- ``search(backbone, task, split, hp) -> dict`` runs before ``build`` on the cell's K-shot
+  train/dev data (never test) and returns what it *found*: ``template`` / ``words`` (then
+  every builder reads that prompt instead of the task's, see ``task_prompt``), anything else
+  a build needs, and what the record should keep (candidates and their scores). The runner
+  passes it to ``build`` as ``hp["found"]``, times it and caches it per cell and per the
+  hyperparameters named in ``search_keys``, so a sweep's trials search once.
+- ``verbalizer`` (a hyperparameter of every method that reads the LM head; ``manual`` by
+  default) picks how label words become class scores; see ``bench.verbalizers``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from bench.backbones import Backbone
 from bench.errors import BackboneError, TunebenchError, unknown
-from bench.model import ClassifierHead, TaskModel, VerbalizerHead
+from bench.model import ClassifierHead, TaskModel
 from bench.prompts import Encoder, Renderer
 from bench.train import Hyper
+from bench.verbalizers import VERBALIZERS, get_verbalizer
 from tasks import Prompt, Task
 
 FAMILIES = ("full", "partial", "prompt")
@@ -44,14 +56,25 @@ class Method:
     space: Callable | None = None  # optuna.Trial -> dict of hyperparameters
     refuse: Callable[[Backbone, dict], str | None] = lambda backbone, hp: None
     display: Callable[[Mapping], str] | None = None  # name in tables, from the options
+    search: Callable | None = None  # (backbone, task, split, hp) -> found dict; see above
+    search_keys: tuple[str, ...] = ()  # the hyperparameters a search depends on
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"method {self.name}: family must be one of {FAMILIES}")
 
+    @property
+    def may_read_lm_head(self) -> bool:
+        return self.head in ("lm", "option")
+
     def hyperparameters(self, overrides: Mapping | None = None) -> dict:
         """Defaults updated by ``overrides`` (values cast to the default's type), validated."""
         hp = {**COMMON, **self.defaults}
+        if self.may_read_lm_head:
+            hp.setdefault("verbalizer", "manual")
+            for v in VERBALIZERS.values():
+                for key, value in (v.defaults or {}).items():
+                    hp.setdefault(key, value)
         for key, value in (overrides or {}).items():
             if key not in hp:
                 raise unknown(f"setting of method {self.name}", key, hp)
@@ -61,6 +84,8 @@ class Method:
                 raise TunebenchError(
                     f"method {self.name}: {key}={hp[key]!r} is not allowed; choose one of {list(allowed)}"
                 )
+        if "verbalizer" in hp:
+            get_verbalizer(hp["verbalizer"])  # unknown -> the list of choices
         return hp
 
     def reads_lm_head(self, hp: Mapping) -> bool:
@@ -74,6 +99,17 @@ class Method:
                 "without one; use an mlm or causal backbone"
                 + (" or set head=classifier" if self.head == "option" else "")
             )
+        verbalizer = hp.get("verbalizer", "manual")
+        if verbalizer != "manual" and not self.reads_lm_head(hp):
+            raise TunebenchError(
+                f"method {self.name}: verbalizer={verbalizer} needs the LM head; set head=lm "
+                "or verbalizer=manual"
+            )
+        if get_verbalizer(verbalizer).needs_training and not self.trains:
+            raise TunebenchError(
+                f"method {self.name} does not train, and verbalizer {verbalizer} is learned; "
+                f"choose one of {[v.name for v in VERBALIZERS.values() if not v.needs_training]}"
+            )
         reason = self.refuse(backbone, hp)
         if reason:
             raise BackboneError(
@@ -85,6 +121,8 @@ class Method:
         name = self.display(hp) if self.display else self.name
         if self.head == "option" and hp.get("head") != self.defaults.get("head"):
             name += "+lm-head" if hp.get("head") == "lm" else "+cls-head"  # not the usual head
+        if hp.get("verbalizer", "manual") != "manual":
+            name += "+" + hp["verbalizer"]
         return name
 
 
@@ -107,6 +145,17 @@ def _cast(value, default, key):
 
 
 def task_prompt(backbone: Backbone, task: Task, hp: Mapping) -> Prompt:
+    """The prompt a method reads: what its search found (``hp["found"]``: a template and/or
+    label words), else the task's named variant (``auto``: the causal one on a causal LM)."""
+    found = hp.get("found") or {}
+    if found.get("template") or found.get("words"):
+        base = task_prompt(backbone, task, {k: v for k, v in hp.items() if k != "found"})
+        return replace(
+            base,
+            template=found.get("template") or base.template,
+            words=tuple(found.get("words") or base.words),
+            note="found by search",
+        )
     name = hp.get("prompt", "auto")
     if name == "auto":
         name = "causal" if backbone.kind == "causal" and "causal" in task.prompts else "default"
@@ -132,9 +181,14 @@ def renderer(
     )
 
 
-def set_trainable(model: nn.Module, predicate: Callable[[str, nn.Parameter], bool]) -> None:
+def set_trainable(
+    model: nn.Module, predicate: Callable[[str, nn.Parameter], bool], *, verbalizer: bool = True
+) -> None:
+    """Trainable = ``predicate``, plus a learned verbalizer's parameters (``head.learned``)
+    unless ``verbalizer=False`` (methods that do not train)."""
     for name, p in model.named_parameters():
-        p.requires_grad_(predicate(name, p))
+        learned = verbalizer and name.startswith("head.") and ".learned." in name
+        p.requires_grad_(predicate(name, p) or learned)
 
 
 def adapter_and_classifier(hp: Mapping) -> Callable[[str, nn.Parameter], bool]:
@@ -166,7 +220,8 @@ def verbalizer_model(
     another ``head`` read there)."""
     r = renderer(backbone, task, hp, "prompt", demos, prompt)
     enc = Encoder(backbone.tokenizer, backbone.kind, task, r)
-    head = head if head is not None else VerbalizerHead(backbone.model, enc.word_ids)
+    if head is None:
+        head = get_verbalizer(hp.get("verbalizer", "manual")).head(backbone.model, enc, task, hp)
     return TaskModel(backbone, enc, head, adapter=adapter, regression=task.regression)
 
 

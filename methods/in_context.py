@@ -9,7 +9,7 @@ from methods.zero_shot import calibrated
 def build(backbone, task, hp):
     model = verbalizer_model(backbone, task, hp, demos=hp["demos_per_label"])
     model = calibrated(model, task, hp)
-    set_trainable(model, lambda name, p: False)
+    set_trainable(model, lambda name, p: False, verbalizer=False)
     return model
 
 

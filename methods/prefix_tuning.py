@@ -32,7 +32,7 @@ def refuse(backbone, hp):
 
 def space(trial):
     return {
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lr": trial.suggest_float("lr", 2e-5, 1e-3, log=True),
         "tokens": trial.suggest_categorical("tokens", [5, 10, 20]),
     }
 
@@ -45,6 +45,6 @@ METHOD = Method(
     space=space,
     refuse=refuse,
     summary="trainable key/value prefixes at every layer through an MLP (Li & Liang 2021)",
-    defaults={"lr": 1e-3, "tokens": 10, "mlp": 512, "head": "lm"},
+    defaults={"lr": 1e-4, "tokens": 10, "mlp": 512, "head": "lm"},
     choices={"head": ("lm", "classifier")},
 )

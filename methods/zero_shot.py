@@ -42,7 +42,7 @@ def calibrated(model, task, hp):
 
 def build(backbone, task, hp):
     model = calibrated(verbalizer_model(backbone, task, hp), task, hp)
-    set_trainable(model, lambda name, p: False)
+    set_trainable(model, lambda name, p: False, verbalizer=False)
     return model
 
 

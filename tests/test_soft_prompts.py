@@ -303,6 +303,25 @@ def test_prompt_tuning_initialisations():
     assert torch.allclose(model.adapter.vectors[1], table[great].mean(0))
 
 
+def test_prefix_started_from_text_acts_as_that_text_before_the_input():
+    """P-Tuning v2's text start on a causal LM: keys and values land in the right layer, head
+    and order (keys, then values) exactly when reading text + input gives the same states."""
+    model, hp, b = build("tiny-llama", "p-tuning-v2", "lm", init_text="the film was")
+    text = b.tokenizer("the film was", add_special_tokens=False)["input_ids"]
+    ids = (text * hp["tokens"])[: hp["tokens"]]
+    x = b.tokenizer("a good film", add_special_tokens=False)["input_ids"]
+    embeds = model.body.get_input_embeddings()(torch.tensor([x]))
+    with torch.no_grad():
+        e, mask, extra, _ = model.adapter(embeds, torch.ones(1, len(x), dtype=torch.long), {})
+        prefixed = model.body(inputs_embeds=e, attention_mask=mask, **extra).last_hidden_state
+        read = model.body(input_ids=torch.tensor([ids + x])).last_hidden_state[:, len(ids) :]
+    torch.testing.assert_close(prefixed, read, rtol=0, atol=1e-5)
+    random, _, _ = build("tiny-llama", "p-tuning-v2", "lm", init="random")
+    assert not torch.equal(
+        random.adapter.encoder.embedding.weight, model.adapter.encoder.embedding.weight
+    )
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_encoder_backbone_takes_the_classifier_head_and_refuses_the_lm_head(method):
     if availability("minilm-l6") != "available":
