@@ -43,6 +43,13 @@ def _options(p: argparse.ArgumentParser, default_profile: str | None = None) -> 
     p.add_argument("--threads", type=int, help="torch threads per worker (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (lines only)")
     p.add_argument("--data-dir", help="data root (default: $TUNEBENCH_DATA, else ./data/original)")
+    for name, what in (("tasks", "task"), ("methods", "method (registry name or label)"),
+                       ("backbones", "backbone")):  # fmt: skip
+        p.add_argument(
+            f"--{name}",
+            help=f"only these cells: comma-separated {what}s of the profile (a subset that "
+            "resumes like the whole, e.g. `tunebench sweep cpu-all --tasks SST-2`)",
+        )
     p.add_argument("--pool-worker", action="store_true", help=argparse.SUPPRESS)  # --workers N
 
 
@@ -83,7 +90,30 @@ def _plan(args):
     cells, notes = plan(profile, root)
     if not cells:
         raise TunebenchError(f"profile {profile.name} has no cells (check its tasks and data)")
-    return profile, cells, notes, root
+    return profile, _only(cells, args), notes, root
+
+
+def _only(cells: list, args) -> list:
+    """The cells that ``--tasks``/``--methods``/``--backbones`` keep; a name the profile does
+    not have is an error that lists the ones it has."""
+    for option, values_of in (
+        ("tasks", lambda c: {c.task}),
+        ("methods", lambda c: {c.method, c.label}),
+        ("backbones", lambda c: {c.backbone}),
+    ):
+        wanted = getattr(args, option, None)
+        if not wanted:
+            continue
+        names = {w.strip() for w in wanted.split(",") if w.strip()}
+        known = set().union(*(values_of(c) for c in cells))
+        missing = sorted(names - known)
+        if missing:
+            raise TunebenchError(
+                f"--{option}: {', '.join(missing)} not in this profile; it has: "
+                + ", ".join(sorted(known))
+            )
+        cells = [c for c in cells if values_of(c) & names]
+    return cells
 
 
 # --- dry run ---------------------------------------------------------------------------------
@@ -213,7 +243,8 @@ def _run_workers(args, profile, n_todo: int) -> None:
     argv = [sys.executable, "-m", "bench", "sweep", args.profile, "--results",
             str(args.results), "--pool-worker", "--threads", str(threads)]  # fmt: skip
     for flag, value in (("--storage", args.storage), ("--device", args.device),
-                        ("--data-dir", args.data_dir)):  # fmt: skip
+                        ("--data-dir", args.data_dir), ("--tasks", args.tasks),
+                        ("--methods", args.methods), ("--backbones", args.backbones)):  # fmt: skip
         if value:
             argv += [flag, value]
     procs = [subprocess.Popen(argv) for _ in range(args.workers)]

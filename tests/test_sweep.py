@@ -321,6 +321,17 @@ def test_dry_run_shows_each_cells_state(tmp_path, data_root, capsys):
     assert "9 cells: 1 done, 1 failed, 1 running, 6 to do" in "\n".join(out)
 
 
+def test_only_options_keep_a_subset_of_the_cells(tmp_path, data_root, capsys):
+    profile = str(small_profile(tmp_path))
+    results = str(tmp_path / "results")
+    args = ["sweep", profile, "--results", results, "--dry-run"]
+    assert main([*args, "--methods", "head-only,zero-shot", "--tasks", "RTE"]) == 0
+    out = capsys.readouterr().out
+    assert "6 cells: 0 done" in out and "finetune" not in out.replace("head-only", "")
+    assert main([*args, "--tasks", "SST-2"]) == 2
+    assert "--tasks: SST-2 not in this profile; it has: RTE" in capsys.readouterr().err
+
+
 # --- sweeps ----------------------------------------------------------------------------------
 
 
