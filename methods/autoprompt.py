@@ -27,9 +27,15 @@ Triggers are token ids and are rendered as those ids (``{id:N}`` template slots)
 through their text, which may tokenize differently; the record keeps the ids, the tokens, a
 readable prompt (decoded), and whether the decoded text gives the same ids back.
 
-Budget: the defaults (4 triggers, 10 candidates, 12 iterations, batches of 16) take a few
-minutes on one CPU thread on smollm2-135m (see README); raise ``iterations`` and
-``candidates`` on a GPU (the paper: hundreds of iterations, 10-100 candidates).
+On a causal LM the text before the triggers does not depend on them: its keys and values are
+computed once per batch and each trigger set runs only its N tokens (``prefix_cache``; the
+same scores, a small fraction of the cost). A masked LM reads both sides, so each candidate
+costs a whole forward pass there.
+
+Budget: the defaults (4 triggers, 10 candidates, 20 iterations, the whole K-shot training set
+as the batch, at most ``search_batch`` = 32 examples) fit a CPU run on smollm2-135m in a few
+minutes on one thread; raise ``iterations`` and ``candidates`` on a GPU (the paper ran
+hundreds of iterations with 10-100 candidates).
 """
 
 from __future__ import annotations
@@ -40,9 +46,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 from torch import nn
+from transformers import DynamicCache
 
+from bench.adapters import cache_kwarg
 from bench.data import collate
 from bench.errors import TunebenchError
+from bench.model import TaskModel
 from bench.prompts import SLOT, TOKEN, Tokens, template_pieces
 from methods.base import Method, set_trainable, task_prompt, verbalizer_model
 from methods.searching import (
@@ -108,6 +117,49 @@ def _place(batch: dict, triggers) -> dict:
     return {**batch, "input_ids": batch["input_ids"].scatter(1, slots, ids)}
 
 
+class _Prefix:
+    """On a causal LM the triggers end the input (the answer is read at the last one), so the
+    text before them does not depend on them: its keys and values are computed once per batch,
+    left-padded so that every row's triggers come at the same columns, and each trigger set
+    then runs only its N tokens (a few percent of the cost of the whole input)."""
+
+    def __init__(self, model: TaskModel, batch: dict, cache_kw: str):
+        slots, lengths = batch["pseudo"], batch["attention_mask"].sum(1)  # (B, N), (B,)
+        n = slots.shape[1]
+        if not bool((slots == (lengths - n)[:, None] + torch.arange(n)).all()):
+            raise ValueError("the triggers are not the last tokens of every input")
+        keep = lengths - n
+        self.width = int(keep.max())
+        ids = torch.full((len(lengths), self.width), model.pad_id)
+        self.mask = torch.zeros_like(ids)
+        for r, k in enumerate(keep.tolist()):
+            ids[r, self.width - k :] = batch["input_ids"][r, :k]
+            self.mask[r, self.width - k :] = 1
+        self.next = keep  # the first trigger's position id
+        self.cache_kw, cache = cache_kw, DynamicCache()
+        with torch.no_grad():
+            model.body(
+                input_ids=ids,
+                attention_mask=self.mask,
+                position_ids=(self.mask.cumsum(1) - 1).clamp(min=0),
+                use_cache=True,
+                **{cache_kw: cache},
+            )
+        self.kv = [(layer.keys, layer.values) for layer in cache.layers]  # per layer (B, h, P, d)
+
+    def scores(self, model: TaskModel, embeds: torch.Tensor) -> torch.Tensor:
+        """Class scores (B, C) with these trigger embeddings, (B, N, H)."""
+        b, n = embeds.shape[:2]
+        out = model.body(
+            inputs_embeds=embeds,
+            attention_mask=torch.cat([self.mask, self.mask.new_ones(b, n)], 1),
+            position_ids=self.next[:, None] + torch.arange(n),
+            use_cache=True,
+            **{self.cache_kw: DynamicCache(ddp_cache_data=self.kv)},  # a new one: it grows
+        )
+        return model.head(out.last_hidden_state[:, -1])
+
+
 class Searcher:
     """The frozen model with trigger slots, and the two things the search asks of it."""
 
@@ -118,16 +170,37 @@ class Searcher:
         self.tap = _Tap()
         self.model = frozen(verbalizer_model(backbone, task, hp, adapter=self.tap, prompt=prompt))
         self.embeddings = backbone.model.get_input_embeddings().weight  # (V, H)
+        kw = cache_kwarg(self.model.body)
+        self.cache_kw = kw if backbone.kind == "causal" and hp["prefix_cache"] else None
 
     def batch(self, examples) -> dict:
         return collate(
             [self.model.encoder.encode(e) for e in examples], examples, self.model.pad_id
         )
 
+    def search_batch(self, examples) -> dict:
+        """A batch to search on: with the prefix's keys and values on a causal LM."""
+        b = self.batch(examples)
+        if self.cache_kw is not None:
+            b["prefix"] = _Prefix(self.model, b, self.cache_kw)
+        return b
+
+    def _embeds(self, triggers, rows: int) -> torch.Tensor:
+        return self.embeddings.detach()[list(triggers)].expand(rows, -1, -1)  # (B, N, H)
+
     def loss_and_grad(self, batch: dict, triggers) -> tuple[float, torch.Tensor]:
-        """Mean loss and its gradient at each trigger's input embedding, (N, H)."""
-        b = _place(batch, triggers)
+        """Mean loss and its gradient at each trigger's input embedding, summed over the
+        batch, (N, H)."""
         with torch.enable_grad():
+            if "prefix" in batch:
+                leaf = self.embeddings.detach()[list(triggers)].clone().requires_grad_(True)
+                rows = batch["input_ids"].shape[0]
+                loss = self.model.loss(
+                    batch["prefix"].scores(self.model, leaf.expand(rows, -1, -1)), batch
+                )
+                loss.backward()
+                return loss.item(), leaf.grad * 1.0  # expand's gradient is the sum over rows
+            b = _place(batch, triggers)
             loss = self.model.loss(self.model(b), b)
             loss.backward()
         grad = self.tap.embeds.grad  # (B, T, H)
@@ -138,6 +211,13 @@ class Searcher:
     def losses(self, batch: dict, trigger_sets, rows: int = 128) -> list[float]:
         """Mean loss of each trigger set on ``batch``; candidates share forward passes."""
         n = batch["input_ids"].shape[0]
+        if "prefix" in batch:
+            return [
+                self.model.loss(
+                    batch["prefix"].scores(self.model, self._embeds(t, n)), batch
+                ).item()
+                for t in trigger_sets
+            ]
         per = max(1, rows // n)
         out = []
         for s in range(0, len(trigger_sets), per):
@@ -231,10 +311,10 @@ def search(backbone, task, split, hp) -> dict:
     triggers, history = list(lay.start), []
     size = min(hp["search_batch"], len(split.train))
     full = size == len(split.train)
-    whole = s.batch(split.train) if full else None
+    whole = s.search_batch(split.train) if full else None
     for it in range(hp["iterations"]):
         picks = sorted(rng.choice(len(split.train), size, replace=False).tolist())
-        batch = whole if full else s.batch([split.train[i] for i in picks])
+        batch = whole if full else s.search_batch([split.train[i] for i in picks])
         j = it % len(triggers)
         loss, grad = s.loss_and_grad(batch, triggers)
         cands = [c for c in s.candidates(grad[j], hp["candidates"] + 1, banned) if c != triggers[j]]
@@ -310,15 +390,20 @@ METHOD = Method(
     defaults={
         "triggers": 4,
         "candidates": 10,
-        "iterations": 12,
-        "search_batch": 16,
+        "iterations": 20,
+        "search_batch": 32,
         "init": "template",
         "label_search": False,
         "label_candidates": 10,
         "label_steps": 200,
         "label_lr": 0.01,
+        "prefix_cache": True,
     },
-    choices={"init": ("template", "filler"), "label_search": (False, True)},
+    choices={
+        "init": ("template", "filler"),
+        "label_search": (False, True),
+        "prefix_cache": (False, True),
+    },
     search=search,
     search_keys=(
         "triggers",
@@ -330,6 +415,7 @@ METHOD = Method(
         "label_candidates",
         "label_steps",
         "label_lr",
+        "prefix_cache",
         "prompt",
         "max_length",
     ),

@@ -193,6 +193,27 @@ def test_autoprompt_search_improves_and_repeats(backbone):
         assert a["found"]["train"]["loss"] == pytest.approx(accepted[-1], abs=1e-4)
 
 
+def test_prefix_cache_gives_the_whole_input_scores_and_gradients():
+    """On a causal LM the search runs only the trigger tokens over cached keys and values of
+    the text before them (left-padded); losses and gradients match the plain forward pass."""
+    b = fresh_backbone("tiny-llama", CPU)
+    hp = autoprompt_hp(triggers=3)
+    lay = layout(b, TASK, hp)
+    cached = Searcher(b, TASK, hp, lay, lay.prompt.words)
+    plain = Searcher(b, TASK, {**hp, "prefix_cache": False}, lay, lay.prompt.words)
+    examples = TRAIN[::2] + [Example("a much longer sentence about the film that was good", 1)]
+    fast, slow = cached.search_batch(examples), plain.search_batch(examples)
+    assert "prefix" in fast and "prefix" not in slow
+    sets = [list(lay.start), [5, 6, 7], [lay.start[0], 300, 301]]
+    assert cached.losses(fast, sets) == pytest.approx(plain.losses(slow, sets), abs=1e-5)
+    for triggers in sets[:2]:
+        loss_fast, grad_fast = cached.loss_and_grad(fast, triggers)
+        loss_slow, grad_slow = plain.loss_and_grad(slow, triggers)
+        assert loss_fast == pytest.approx(loss_slow, abs=1e-5)
+        assert torch.allclose(grad_fast, grad_slow, atol=1e-6, rtol=1e-4)
+        assert grad_fast.abs().sum() > 0
+
+
 def test_autoprompt_label_search_finds_the_planted_words():
     """The query token is the last token of the causal prompt (":"), so the starting prompt
     already reads the sentiment; "city" and "tree" carry the label direction three times as
