@@ -168,7 +168,10 @@ class Searcher:
             lay.prompt, template=lay.template(lay.start, placeholders=True), words=tuple(words)
         )
         self.tap = _Tap()
-        self.model = frozen(verbalizer_model(backbone, task, hp, adapter=self.tap, prompt=prompt))
+        manual = {**hp, "verbalizer": "manual"}  # the search reads the label words' LM rows
+        self.model = frozen(
+            verbalizer_model(backbone, task, manual, adapter=self.tap, prompt=prompt)
+        )
         self.embeddings = backbone.model.get_input_embeddings().weight  # (V, H)
         kw = cache_kwarg(self.model.body)
         self.cache_kw = kw if backbone.kind == "causal" and hp["prefix_cache"] else None

@@ -80,7 +80,7 @@ def assignments(cands: list[list[tuple]], log_probs: torch.Tensor, labels, keep:
 def search(backbone, task, split, hp) -> dict:
     if hp["label_topk"] < 1 or hp["label_assignments"] < 1:
         raise TunebenchError("lmbff-auto-label: label_topk and label_assignments must be >= 1")
-    model = frozen(verbalizer_model(backbone, task, {**hp, "found": None}))
+    model = frozen(verbalizer_model(backbone, task, {**hp, "found": None, "verbalizer": "manual"}))
     tokens, tok = model.encoder.tokens, backbone.tokenizer
     train_lp = vocab_log_probs(model, answer_states(model, split.train))  # (N, V)
     dev_lp = vocab_log_probs(model, answer_states(model, split.dev))

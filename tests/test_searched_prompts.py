@@ -25,6 +25,7 @@ search that followed the gradient's sign the wrong way would pick.
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -304,3 +305,26 @@ def test_auto_label_is_deterministic_and_needs_every_class():
     positives = [e for e in TRAIN if e.label == 1]
     with pytest.raises(TunebenchError, match="no training example of label '0'"):
         method.search(fresh_backbone("tiny-roberta", CPU), TASK, split(train=positives), hp)
+
+
+# --- through the runner -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["autoprompt", "lmbff-auto-label"])
+def test_a_run_records_what_the_search_found(name, data_root):
+    from bench.runner import Cell, run_cell
+
+    overrides = {"iterations": 2, "candidates": 3} if name == "autoprompt" else {"steps": 2}
+    rec = run_cell(Cell("tiny-llama", "SST-2", name, k=4), overrides, data_root, device=CPU)
+    found, prompt = rec["found"], rec["config"]["prompt"]
+    assert rec["status"] == "ok" and rec["time"]["prompt_search_s"] > 0
+    assert prompt["words"] == found["words"]
+    if name == "autoprompt":
+        assert rec["params"]["trainable"] == 0
+        assert prompt["template"] == found["template"]
+        ids = [int(i) for i in re.findall(r"\{id:(\d+)\}", prompt["template"])]
+        assert ids[-len(found["trigger_ids"]) :] == found["trigger_ids"]
+        assert "{id:" not in found["prompt_text"] and found["prompt_text"].startswith("Review:")
+    else:
+        assert rec["params"]["trainable"] > 0 and rec["time"]["train_s"] > 0
+        assert found["chosen"]["words"] == found["words"] and found["assignments"]
