@@ -328,3 +328,13 @@ def test_a_run_records_what_the_search_found(name, data_root):
     else:
         assert rec["params"]["trainable"] > 0 and rec["time"]["train_s"] > 0
         assert found["chosen"]["words"] == found["words"] and found["assignments"]
+
+
+def test_show_prints_the_searched_prompt(capsys, data_root):
+    from bench.cli import main as cli
+
+    args = ["--task", "SST-2", "--method", "autoprompt", "--backbone", "tiny-llama"]
+    sets = ["--set", "iterations=1", "--set", "candidates=2"]
+    assert cli(["show", *args, *sets, "--n", "1", "--data-dir", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"template: 'Review: \{s1\}(\{id:\d+\}){4}\{mask\}'", out), out
