@@ -15,7 +15,9 @@ the loss (cross-entropy of the class scores read through the label words) with r
 one trigger's input embedding (the triggers in turn, left to right); the ``candidates``
 vocabulary tokens with the largest dot product with minus that gradient (special tokens and
 the label words left out); each candidate scored on the same batch; the best kept if its loss
-beats the current one. At the end the dev set chooses between the starting prompt and the
+beats the current one. A slot tried again with nothing changed since (always the case with a
+whole-set batch, where the same candidates would fail again) tries the next ``candidates``
+down the ranking. At the end the dev set chooses between the starting prompt and the
 found one (primary metric, then loss; a tie keeps the found one).
 
 ``label_search=true`` first picks the label words as AutoPrompt does: a logistic classifier
@@ -245,12 +247,12 @@ class Searcher:
             logits.append(self.model(b))
         return class_scores_metrics(task, torch.cat(logits), examples)
 
-    def candidates(self, grad: torch.Tensor, k: int, banned: torch.Tensor) -> list[int]:
-        """HotFlip: the ``k`` tokens whose embeddings have the largest dot product with minus
-        the gradient (the first-order best swaps)."""
+    def candidates(self, grad: torch.Tensor, k: int, banned: torch.Tensor, skip: int = 0):
+        """HotFlip: the tokens ranked ``skip`` to ``skip + k`` by the dot product of their
+        embeddings with minus the gradient (the first-order best swaps)."""
         score = self.embeddings.detach().float() @ (-grad.float())  # (V,)
         score[banned] = -torch.inf
-        return score.topk(k).indices.tolist()
+        return score.topk(skip + k).indices[skip:].tolist()
 
 
 def search_labels(backbone, task, split, hp, lay: Layout) -> tuple[list[str], dict]:
@@ -311,7 +313,7 @@ def search(backbone, task, split, hp) -> dict:
     specials = [i for i in getattr(tok, "all_special_ids", []) if i < len(banned)]
     banned[specials + list(s.model.encoder.word_ids)] = True
     rng = np.random.default_rng(split.seed)
-    triggers, history = list(lay.start), []
+    triggers, history, tried = list(lay.start), [], {}
     size = min(hp["search_batch"], len(split.train))
     full = size == len(split.train)
     whole = s.search_batch(split.train) if full else None
@@ -320,8 +322,14 @@ def search(backbone, task, split, hp) -> dict:
         batch = whole if full else s.search_batch([split.train[i] for i in picks])
         j = it % len(triggers)
         loss, grad = s.loss_and_grad(batch, triggers)
-        cands = [c for c in s.candidates(grad[j], hp["candidates"] + 1, banned) if c != triggers[j]]
-        cands = cands[: hp["candidates"]]
+        # Back at a slot with nothing changed since it was last tried, the next candidates
+        # down the ranking (on a whole-set batch the same ones would only fail again).
+        state = (j, tuple(triggers), None if full else tuple(picks))
+        skip = tried.get(state, 0)
+        tried[state] = skip + hp["candidates"]
+        banned_now = banned.clone()
+        banned_now[triggers[j]] = True
+        cands = s.candidates(grad[j], hp["candidates"], banned_now, skip)
         sets = [triggers[:j] + [c] + triggers[j + 1 :] for c in cands]
         losses = s.losses(batch, sets)
         best = int(np.argmin(losses))
@@ -330,6 +338,7 @@ def search(backbone, task, split, hp) -> dict:
             {
                 "iteration": it + 1,
                 "slot": j,
+                "ranks": [skip + 1, skip + len(cands)],
                 "batch_loss": round(loss, 6),
                 "best_candidate": tok.convert_ids_to_tokens(cands[best]),
                 "best_loss": round(losses[best], 6),

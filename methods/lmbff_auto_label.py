@@ -14,6 +14,10 @@ LM-BFF fine-tunes every one of the n assignments and re-ranks them on dev; here 
 them zero-shot (one forward pass over train and dev serves the whole search), so the search
 costs about one dev evaluation. With many classes the assignments are enumerated only up to
 200,000: the per-class lists are cut to the largest equal length that fits (recorded).
+
+Training defaults are the ``cpu`` profile's (12 steps at batch 8, dev every 4), not
+``prompt-finetune``'s 100 steps: 100 full fine-tuning steps of smollm2-135m take about 6 CPU
+minutes on one thread, too long for a default CPU run; sweeps set steps per profile anyway.
 """
 
 from __future__ import annotations
@@ -128,7 +132,14 @@ METHOD = Method(
     space=space,
     summary="label words found by LM-BFF's search (top-k per class, assignments ranked on "
     "train then dev), then prompt-based fine-tuning (Gao et al. 2021)",
-    defaults={"lr": 1e-5, "label_topk": 100, "label_assignments": 100},
+    defaults={
+        "lr": 1e-5,
+        "steps": 12,
+        "eval_every": 4,
+        "batch_size": 8,
+        "label_topk": 100,
+        "label_assignments": 100,
+    },
     search=search,
     search_keys=("label_topk", "label_assignments", "prompt", "max_length"),
 )

@@ -182,11 +182,16 @@ def test_autoprompt_finds_nothing_without_a_plant():
 def test_autoprompt_search_improves_and_repeats(backbone):
     """Full-batch search: every accepted swap lowers the training loss, so the found prompt's
     loss is at most the start's; the same seed gives the same search."""
-    hp = autoprompt_hp(triggers=3, iterations=3, candidates=4)
+    hp = autoprompt_hp(triggers=2, iterations=6, candidates=4)
     method = get_method("autoprompt")
     runs = [method.search(fresh_backbone(backbone, CPU), TASK, split(), hp) for _ in range(2)]
     a, b = runs
     assert a == b
+    # a slot tried again with nothing changed goes further down the candidate ranking
+    tried = set()
+    for h in a["history"]:
+        assert (h["slot"], h["ranks"][0], h["batch_loss"]) not in tried
+        tried.add((h["slot"], h["ranks"][0], h["batch_loss"]))
     accepted = [h["best_loss"] for h in a["history"] if h["accepted"]]
     assert accepted == sorted(accepted, reverse=True)
     assert a["found"]["train"]["loss"] <= a["start"]["train"]["loss"] + 1e-6
