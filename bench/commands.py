@@ -200,7 +200,7 @@ def cmd_show(args) -> int:
 
     from bench.data import eval_rng
     from bench.prompts import template_text
-    from bench.runner import fresh_backbone
+    from bench.runner import fresh_backbone, prepare
     from bench.splits import sample_split
     from methods import get_method
     from tasks import get_task
@@ -211,7 +211,8 @@ def cmd_show(args) -> int:
     split = sample_split(task, args.k, args.seed, data_root(args.data_dir), partial=args.partial)
     backbone = fresh_backbone(args.backbone, torch.device("cpu"))
     method.check(backbone, hp)
-    model = method.build(backbone, task, hp)
+    found, _ = prepare(method, backbone, task, split, hp)  # a searched prompt: search first
+    model = method.build(backbone, task, hp if found is None else {**hp, "found": found})
     enc, tok = model.encoder, backbone.tokenizer
     print(
         f"task {task.name} | method {method.label(hp)} ({method.family}) | backbone "

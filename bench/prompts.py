@@ -8,6 +8,8 @@ has to search for it, so padding side and batch composition cannot move it.
 
 A template may also hold ``{p}`` slots: one pseudo token each (P-tuning), rendered as a
 placeholder id whose embedding an adapter replaces; ``Encoded.pseudo`` says where they are.
+And ``{id:N}`` slots: token id N itself, rendered as that id without going through text (a
+searched prompt's trigger tokens, which re-tokenizing their decoded text may not give back).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from bench.errors import BackboneError, TunebenchError
 from tasks import Example, Prompt, Task
 from tasks.base import SENTENCE_TRANSFORMS
 
-SLOT = re.compile(r"(\{s1\}|\{s2\}|\{mask\}|\{p\})")
+SLOT = re.compile(r"(\{s1\}|\{s2\}|\{mask\}|\{p\}|\{id:\d+\})")
 PSEUDO = "{p}"
+TOKEN = re.compile(r"\{id:(\d+)\}")  # one raw token id
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def template_text(prompt: Prompt, example: Example, word: str | None = None) -> 
     out = prompt.template.replace("{s1}", s1).replace("{s2}", s2)
     if prompt.template.lstrip().startswith("{mask}"):
         mask = mask.lstrip()
-    return out.replace("{mask}", mask).replace(PSEUDO, "[P]")
+    return TOKEN.sub(r"[id:\1]", out.replace("{mask}", mask).replace(PSEUDO, "[P]"))
 
 
 def with_pseudo_tokens(prompt: Prompt, start: int, after_s1: int, before_mask: int) -> Prompt:
@@ -189,7 +192,7 @@ class Encoder:
         stops at the mask."""
         pieces = template_pieces(self.r.prompt.template)
         fixed = sum(len(self.tokens(q)) for q in pieces if not SLOT.fullmatch(q.strip())) + 1
-        fixed += sum(q.strip() == PSEUDO for q in pieces)
+        fixed += sum(q.strip() == PSEUDO or bool(TOKEN.fullmatch(q.strip())) for q in pieces)
         a, b = self._sentences(ex, max(budget - fixed, 2))
         ids, mask_at, pseudo = [], -1, []
         for q in pieces:
@@ -204,6 +207,8 @@ class Encoder:
             elif slot == PSEUDO:
                 pseudo.append(len(ids))
                 ids.append(self.pseudo_id)
+            elif TOKEN.fullmatch(slot):
+                ids.append(int(TOKEN.fullmatch(slot).group(1)))
             else:
                 ids += self.tokens(q)
         return ids, mask_at, pseudo
@@ -253,7 +258,8 @@ def _check_answer_last(prompt: Prompt) -> None:
     template that puts a sentence after {mask}, or nothing before it, would be scored on the
     wrong text: refuse it rather than drop a sentence silently."""
     before, _, after = prompt.template.partition("{mask}")
-    if "{s1}" in after or "{s2}" in after or not SLOT.sub("", before).strip():
+    read = SLOT.sub(lambda m: m.group() if TOKEN.fullmatch(m.group()) else "", before)
+    if "{s1}" in after or "{s2}" in after or not read.strip():
         raise BackboneError(
             f"template {prompt.template!r} puts text the model must read after the answer slot; "
             "a causal LM reads only what comes before it. Choose a prompt variant that ends "

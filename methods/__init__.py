@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from bench.errors import unknown
 from methods import (
+    autoprompt,
     bitfit,
     finetune,
     head_only,
     in_context,
+    lmbff_auto_label,
     lora,
     p_tuning,
     p_tuning_v2,
@@ -41,6 +43,8 @@ register(p_tuning.METHOD)
 register(p_tuning.FULL)
 register(prefix_tuning.METHOD)
 register(p_tuning_v2.METHOD)
+register(autoprompt.METHOD)
+register(lmbff_auto_label.METHOD)
 
 
 def get_method(name: str) -> Method:

@@ -200,6 +200,8 @@ CONTRACT: dict[str, Row] = {
         ),
         train={"lr": 1e-2},
     ),
+    "autoprompt": Row(lambda a, hp: 0),  # its search: tests/test_searched_prompts.py
+    "lmbff-auto-label": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
     "p-tuning-v2": Row(
         lambda a, hp: a.L * 2 * hp["tokens"] * _kv(a) + _head(a, hp),
         train={"lr": 1e-1},
