@@ -8,6 +8,7 @@ from methods import (
     finetune,
     head_only,
     in_context,
+    lmbff_auto_template,
     lora,
     p_tuning,
     p_tuning_v2,
@@ -15,6 +16,7 @@ from methods import (
     prompt_finetune,
     prompt_finetune_demo,
     prompt_tuning,
+    ptr,
     zero_shot,
 )
 from methods.base import Method
@@ -41,6 +43,8 @@ register(p_tuning.METHOD)
 register(p_tuning.FULL)
 register(prefix_tuning.METHOD)
 register(p_tuning_v2.METHOD)
+register(ptr.METHOD)
+register(lmbff_auto_template.METHOD)
 
 
 def get_method(name: str) -> Method:
