@@ -78,7 +78,7 @@ def clean_phrase(raw: str, words: tuple[str, ...]) -> str | None:
     return text
 
 
-def make_template(before: str, after: str, manual: Prompt, kind: str, pair: bool) -> str:
+def make_template(before: str, after: str, kind: str, pair: bool) -> str:
     """A template with ``before`` leading into the answer and ``after`` following it: LM-BFF's
     layout ``{s1} before{mask}after`` (a pair: ``{s1} before{mask}after {s2}``); on a causal
     LM the answer comes last, so a pair's sentences both come first and ``after`` is dropped."""
@@ -240,7 +240,7 @@ def search(backbone, task: Task, split, hp) -> dict:
     generated, generator, note = generate(backbone, task, manual, split, hp)
     templates = [manual.template]
     for before, after in generated:
-        t = make_template(before, after, manual, backbone.kind, task.is_pair)
+        t = make_template(before, after, backbone.kind, task.is_pair)
         if t not in templates and len(templates) <= hp["candidates"]:
             templates.append(t)
     scored = []
