@@ -17,7 +17,9 @@ The search (``Method.search``, on the cell's K-shot train/dev, never test):
    backbone the answer comes last), the most often generated first, ``candidates`` of them;
 3. score each, and the task's manual template (always a candidate, so the search can only
    match or beat it on dev), zero-shot on the K-shot dev set; keep the best (ties: lower dev
-   loss, then the earlier candidate, the manual one first).
+   loss, then the earlier candidate, the manual one first). With ``finetune_top`` = n > 0, as
+   LM-BFF re-ranks, the n best and the manual one are each fine-tuned briefly (a copy of the
+   backbone, ``finetune_steps`` at ``finetune_lr``) and ranked by their dev score after it.
 
 The label words stay the manual ones. Then the method is ``prompt-finetune`` with the template
 found (``hp["found"]``, read by ``task_prompt``).
@@ -25,6 +27,7 @@ found (``hp["found"]``, read by ``task_prompt``).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections import Counter
@@ -33,7 +36,7 @@ from dataclasses import replace
 import torch
 
 from bench.errors import BackboneError, TunebenchError
-from bench.train import evaluate
+from bench.train import Hyper, evaluate, train
 from methods.base import Method, task_prompt, verbalizer_model
 from methods.finetune import space
 from methods.prompt_finetune import build
@@ -235,6 +238,19 @@ def dev_score(backbone, task: Task, split, hp, prompt: Prompt) -> dict:
     return {"dev": ev.metrics[task.metrics[0]], "dev_loss": ev.loss}
 
 
+def finetuned_score(backbone, task: Task, split, hp, template: str) -> float:
+    """Dev score after a short prompt-based fine-tuning with ``template``, of a copy of the
+    backbone (``finetune_steps`` steps at ``finetune_lr``, the best dev state)."""
+    from bench.backbones import Backbone
+
+    b = Backbone(backbone.spec, copy.deepcopy(backbone.model), backbone.tokenizer)
+    torch.manual_seed(split.seed)
+    model = build(b, task, {**hp, "found": {"template": template}})
+    steps = hp["finetune_steps"]
+    h = Hyper.from_dict({**hp, "lr": hp["finetune_lr"], "steps": steps, "eval_every": steps})
+    return train(model, task, split.train, split.dev, h, split.seed).best_dev[task.metrics[0]]
+
+
 def search(backbone, task: Task, split, hp) -> dict:
     manual = task_prompt(backbone, task, {**hp, "found": None})
     generated, generator, note = generate(backbone, task, manual, split, hp)
@@ -251,7 +267,15 @@ def search(backbone, task: Task, split, hp) -> dict:
             log.info("lmbff-auto-template: dropped %r: %s", template, e)
             continue
         scored.append({"template": template, **score, "manual": i == 0})
-    best = max(enumerate(scored), key=lambda c: (c[1]["dev"], -c[1]["dev_loss"], -c[0]))[1]
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i]["dev"], scored[i]["dev_loss"], i))
+    if hp["finetune_top"] > 0:  # LM-BFF's re-ranking: fine-tune the best few (and the manual)
+        for i in sorted({*order[: hp["finetune_top"]], 0}):
+            scored[i]["dev_finetuned"] = finetuned_score(
+                backbone, task, split, hp, scored[i]["template"]
+            )
+        tuned = [i for i in order if "dev_finetuned" in scored[i]]
+        order = sorted(tuned, key=lambda i: (-scored[i]["dev_finetuned"], order.index(i)))
+    best = scored[order[0]]
     return {
         "template": best["template"],
         "candidates": scored,
@@ -267,8 +291,26 @@ METHOD = Method(
     build=build,
     space=space,
     search=search,
-    search_keys=("generator", "candidates", "phrases", "prompt", "max_length", "verbalizer"),
+    search_keys=(
+        "generator",
+        "candidates",
+        "phrases",
+        "finetune_top",
+        "finetune_steps",
+        "finetune_lr",
+        "prompt",
+        "max_length",
+        "verbalizer",
+    ),
     summary="LM-BFF auto template: generated templates scored zero-shot on dev, the best one "
     "(or the manual) used for prompt-based fine-tuning",
-    defaults={"lr": 1e-5, "generator": "auto", "candidates": 16, "phrases": ""},
+    defaults={
+        "lr": 1e-5,
+        "generator": "auto",
+        "candidates": 16,
+        "phrases": "",
+        "finetune_top": 0,  # LM-BFF fine-tunes the top candidates; 0: zero-shot ranking only
+        "finetune_steps": 12,
+        "finetune_lr": 1e-5,
+    },
 )

@@ -215,3 +215,21 @@ def test_run_records_the_search(data_root):
     assert found["template"] in [c["template"] for c in found["candidates"]]
     best = max(c["dev"] for c in found["candidates"])
     assert next(c for c in found["candidates"] if c["template"] == found["template"])["dev"] == best
+
+
+def test_finetune_top_reranks_the_best_few_and_the_manual_on_copies():
+    b = fresh_backbone("tiny-roberta", CPU)
+    before = {n: p.detach().clone() for n, p in b.model.named_parameters()}
+    found = search(
+        b, generator="list", phrases="Well|Overall it was|So", finetune_top=1, finetune_steps=2
+    )
+    cands = found["candidates"]
+    zero_shot_best = min(
+        range(len(cands)), key=lambda i: (-cands[i]["dev"], cands[i]["dev_loss"], i)
+    )
+    tuned = {i for i, c in enumerate(cands) if "dev_finetuned" in c}
+    assert tuned == {0, zero_shot_best}
+    best = max(cands[i]["dev_finetuned"] for i in tuned)
+    chosen = next(c for c in cands if c["template"] == found["template"])
+    assert chosen.get("dev_finetuned") == best
+    assert all(torch.equal(p, before[n]) for n, p in b.model.named_parameters())
