@@ -6,7 +6,8 @@ The search (``Method.search``, on the cell's K-shot train/dev, never test):
 1. generate candidate templates around the sentence(s) and the task's label words, as pairs
    (text before the answer, text after it):
    - ``t5-large`` (LM-BFF's generator): T5 fills ``<sentence> <X> <label word> <Y>`` on the
-     training examples, beams summed over examples; needs the model from the hub;
+     training examples, beams summed over examples; needs the model from the hub (not
+     reachable here: this path is untested on this machine, its output parser is tested);
    - a causal chat model from the backbone catalog (``smollm2-135m``, SmolLM2-135M-Instruct,
      asked through its chat template, sampled with the cell's seed) for short phrases that
      lead from the sentence into the label word ("It was", "All in all, it was"); a model
@@ -155,7 +156,8 @@ def parse_t5(decoded: str) -> tuple[str, str] | None:
 
 def t5_phrases(name: str, task: Task, prompt: Prompt, split) -> list[tuple[str, str]]:
     """LM-BFF's generation: T5 fills the spans around each label word on the training
-    examples; a candidate's score is its beams' log-probabilities summed over examples."""
+    examples; a candidate's score is its beams' probabilities (length-normalised beam scores)
+    summed over the examples (LM-BFF runs one beam search over all examples jointly)."""
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     from bench.backbones import _hub_reachable, _in_hf_cache
