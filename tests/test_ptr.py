@@ -215,3 +215,16 @@ def test_run_records_the_rules(data_root):
     assert rec["config"]["verbalizer"]["sub_prompts"] == list(RULES["SST-2"].sub_prompts)
     assert rec["config"]["prompt"]["template"] == RULES["SST-2"].prompts["causal"].template
     assert rec["config"]["prompt"]["words"] == [["terrible", "negative"], ["great", "positive"]]
+
+
+def test_ptr_refuses_another_verbalizer(monkeypatch):
+    """PTR's rules are its verbalizer: another one is refused, not silently ignored."""
+    from dataclasses import replace
+
+    from bench import verbalizers
+
+    monkeypatch.setitem(verbalizers.VERBALIZERS, "other", replace(verbalizers.MANUAL, name="other"))
+    method = get_method("ptr")
+    hp = method.hyperparameters({"verbalizer": "other"})
+    with pytest.raises(BackboneError, match="PTR's rules are its verbalizer"):
+        method.check(fresh_backbone("tiny-roberta", CPU), hp)
