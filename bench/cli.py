@@ -57,6 +57,7 @@ def _tasks_options(p):
 @command("tasks", "list the tasks, their metrics, prompts and data status")(_tasks_options)
 def cmd_tasks(args) -> int:
     from tasks import TASKS
+    from tasks.ptr_rules import RULES
     from tasks.readers import data_root, data_status
 
     try:
@@ -76,12 +77,14 @@ def cmd_tasks(args) -> int:
                 "template": repr(t.prompt.template)[1:-1],
                 "label words": ", ".join(t.prompt.words),
                 "variants": ", ".join(t.prompts) or "-",
+                "ptr rules": " & ".join(RULES[t.name].sub_prompts) if t.name in RULES else "-",
             }
         )
     _print_table(rows, list(rows[0]))
     print(
         f"\ndata root: {root if root else '(none found)'}; 'partial' tasks run only with --partial"
     )
+    print("ptr rules: the sub-prompts method ptr composes (tasks/ptr_rules.py); '-': ptr refuses")
     return 0
 
 

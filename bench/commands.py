@@ -231,8 +231,11 @@ def cmd_show(args) -> int:
         if enc.r.prompt is not None:
             print("text: " + template_text(enc.r.prompt, ex))
         pieces = tok.convert_ids_to_tokens(list(e.ids))
-        pieces[e.position] = f">>{pieces[e.position]}<<"
-        print(f"tokens ({len(e.ids)}, head reads position {e.position} marked >> <<):")
+        reads = e.position if isinstance(e.position, tuple) else (e.position,)
+        for at in reads:
+            pieces[at] = f">>{pieces[at]}<<"
+        where = "position" if len(reads) == 1 else "positions"
+        print(f"tokens ({len(e.ids)}, head reads {where} {e.position} marked >> <<):")
         print(" ".join(pieces))
     return 0
 

@@ -6,7 +6,8 @@ leave trainable; the trainer and runner never look at a method's name.
   the default changes nothing. It returns how many positions it prepended, so the position
   the head reads moves with it.
 - ``head`` maps the hidden state at the read position (B, H) to class scores (B, C): a
-  ``ClassifierHead`` or a ``VerbalizerHead`` (the LM head restricted to label-word rows).
+  ``ClassifierHead`` or a ``VerbalizerHead`` (the LM head restricted to label-word rows). A
+  template with M answer slots gives it (B, M, H) (PTR's ``RuleHead``).
 """
 
 from __future__ import annotations
@@ -132,12 +133,16 @@ class TaskModel(nn.Module):
         return not any(p.requires_grad for p in self.trunk_parameters())
 
     def features(self, batch: dict) -> torch.Tensor:
-        """The hidden state the head reads, (B, H)."""
+        """The hidden state the head reads, (B, H); (B, M, H) where each sequence has M read
+        positions (``position`` (B, M): several answers, PTR's sub-prompts)."""
         embeds = self.body.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
         embeds, mask, extra, shift = self.adapter(embeds, batch["attention_mask"], batch)
         hidden = self.body(inputs_embeds=embeds, attention_mask=mask, **extra).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden[rows, batch["position"] + shift]
+        position = batch["position"] + shift  # (B,) or (B, M)
+        if position.dim() == 2:
+            rows = rows[:, None]
+        return hidden[rows, position]
 
     def forward(self, batch: dict) -> torch.Tensor:  # class scores, (B, C)
         batch = self.on_device(batch)

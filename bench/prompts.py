@@ -10,6 +10,12 @@ A template may also hold ``{p}`` slots: one pseudo token each (P-tuning), render
 placeholder id whose embedding an adapter replaces; ``Encoded.pseudo`` says where they are.
 And ``{id:N}`` slots: token id N itself, rendered as that id without going through text (a
 searched prompt's trigger tokens, which re-tokenizing their decoded text may not give back).
+
+A template may hold several ``{mask}`` slots (PTR's sub-prompts, each with its own answer):
+each label's word is then a tuple, one word per slot, and ``position`` is a tuple of M read
+positions: the mask tokens on a masked LM; on a causal LM the last token before each answer
+slot (nothing is put in an earlier slot: a later sub-prompt reads the earlier questions, not
+their answers), the rendering stopping at the last one.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ TOKEN = re.compile(r"\{id:(\d+)\}")  # one raw token id
 @dataclass(frozen=True)
 class Encoded:
     ids: tuple[int, ...]
-    position: int  # index in ids where the head reads
+    position: int | tuple[int, ...]  # index in ids where the head reads (M of them: M answers)
     pseudo: tuple[int, ...] = ()  # indices in ids of the template's pseudo tokens ({p} slots)
 
 
@@ -164,12 +170,19 @@ class Encoder:
                 raise BackboneError("this masked-LM tokenizer has no mask token")
             if PSEUDO in renderer.prompt.template and renderer.demos_per_label:
                 raise TunebenchError("pseudo tokens ({p}) and demonstrations do not mix")
+            self.answers = renderer.prompt.template.count("{mask}")
+            if self.answers > 1 and renderer.demos_per_label:
+                raise TunebenchError("a template with several {mask} slots takes no demonstrations")
             if kind == "causal":
                 _check_answer_last(renderer.prompt)
-            words = renderer.prompt.words
-            self.word_ids = (
-                [self.tokens.word_id(w) for w in words] if self.tokens else [0] * len(words)
-            )
+            self.word_ids = [self._word_ids(w) for w in renderer.prompt.words]
+
+    def _word_ids(self, word: str | tuple[str, ...]) -> int | tuple[int, ...]:
+        """A label word's token id; a tuple of them for a several-answer template (0 for every
+        word when only shapes matter)."""
+        if isinstance(word, tuple):
+            return tuple(self._word_ids(w) for w in word)
+        return self.tokens.word_id(word) if self.tokens else 0
 
     # -- single pieces ---------------------------------------------------------------------
 
@@ -186,23 +199,27 @@ class Encoder:
 
     def _template(
         self, ex: Example, budget: int, word: int | None
-    ) -> tuple[list[int], int, list[int]]:
-        """Template ids (no special tokens), the index of the mask slot and the indices of the
-        pseudo tokens. ``word`` fills the mask (a demonstration); on a causal backbone a query
-        stops at the mask."""
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Template ids (no special tokens), the indices of the mask slots and of the pseudo
+        tokens. ``word`` fills the mask (a demonstration); on a causal backbone a query stops
+        at the (last) mask, and an earlier mask slot stays empty."""
         pieces = template_pieces(self.r.prompt.template)
-        fixed = sum(len(self.tokens(q)) for q in pieces if not SLOT.fullmatch(q.strip())) + 1
-        fixed += sum(q.strip() == PSEUDO or bool(TOKEN.fullmatch(q.strip())) for q in pieces)
+        fixed = sum(len(self.tokens(q)) for q in pieces if not SLOT.fullmatch(q.strip()))
+        fixed += sum(
+            q.strip() in (PSEUDO, "{mask}") or bool(TOKEN.fullmatch(q.strip())) for q in pieces
+        )
         a, b = self._sentences(ex, max(budget - fixed, 2))
-        ids, mask_at, pseudo = [], -1, []
+        ids, masks_at, pseudo = [], [], []
         for q in pieces:
             slot = q.strip()
             if slot == "{s1}" or slot == "{s2}":
                 ids += a if slot == "{s1}" else b
             elif slot == "{mask}":
-                mask_at = len(ids)
+                masks_at.append(len(ids))
                 if word is None and self.kind == "causal":
-                    return ids, mask_at, pseudo
+                    if len(masks_at) == self.answers:
+                        return ids, masks_at, pseudo
+                    continue  # the answer would be the next token: the slot stays empty
                 ids.append(word if word is not None else self.mask_id)
             elif slot == PSEUDO:
                 pseudo.append(len(ids))
@@ -211,7 +228,7 @@ class Encoder:
                 ids.append(int(TOKEN.fullmatch(slot).group(1)))
             else:
                 ids += self.tokens(q)
-        return ids, mask_at, pseudo
+        return ids, masks_at, pseudo
 
     # -- whole inputs ----------------------------------------------------------------------
 
@@ -222,18 +239,21 @@ class Encoder:
             ids = self.tokens.plain(ex.text_a, ex.text_b, r.max_length)
             return Encoded(ids, 0 if self.kind != "causal" else len(ids) - 1)
         demo_room = room // (len(demos) + 1) if demos else 0
-        query, mask_at, pseudo = self._template(ex, room - demo_room * len(demos), None)
+        query, masks_at, pseudo = self._template(ex, room - demo_room * len(demos), None)
         shown = [self._template(d, demo_room - 1, self.word_ids[d.label])[0] for d in demos]
         if self.kind == "causal":  # demonstrations precede the query; the answer comes last
             newline = list(t("\n"))
             before = [tok for d in shown for tok in (d + newline)]
             ids = [*t.prefix, *before, *query]
             start = len(t.prefix) + len(before)
-            return Encoded(tuple(ids), len(ids) - 1, tuple(start + i for i in pseudo))
-        after = [tok for d in shown for tok in (list(t.sep) + d)]
-        ids = [*t.prefix, *query, *after, *t.suffix]
-        start = len(t.prefix)
-        return Encoded(tuple(ids), start + mask_at, tuple(start + i for i in pseudo))
+            reads = [start + m - 1 for m in masks_at]  # the token before each answer slot
+        else:
+            after = [tok for d in shown for tok in (list(t.sep) + d)]
+            ids = [*t.prefix, *query, *after, *t.suffix]
+            start = len(t.prefix)
+            reads = [start + m for m in masks_at]
+        position = reads[0] if len(reads) == 1 else tuple(reads)
+        return Encoded(tuple(ids), position, tuple(start + i for i in pseudo))
 
     def choose_demos(
         self, ex: Example, pool: list[Example], rng: np.random.Generator
@@ -256,10 +276,18 @@ class Encoder:
 def _check_answer_last(prompt: Prompt) -> None:
     """A causal LM reads only what precedes the answer slot (the rendering stops there), so a
     template that puts a sentence after {mask}, or nothing before it, would be scored on the
-    wrong text: refuse it rather than drop a sentence silently."""
+    wrong text: refuse it rather than drop a sentence silently. With several answer slots,
+    every slot must read the sentences (they come before the first), and each reads the token
+    before it (so two slots need text between them)."""
     before, _, after = prompt.template.partition("{mask}")
     read = SLOT.sub(lambda m: m.group() if TOKEN.fullmatch(m.group()) else "", before)
-    if "{s1}" in after or "{s2}" in after or not read.strip():
+    between = prompt.template.split("{mask}")[1:-1]
+    if (
+        "{s1}" in after
+        or "{s2}" in after
+        or not read.strip()
+        or not all(b.strip() for b in between)
+    ):
         raise BackboneError(
             f"template {prompt.template!r} puts text the model must read after the answer slot; "
             "a causal LM reads only what comes before it. Choose a prompt variant that ends "

@@ -10,6 +10,7 @@ from methods import (
     head_only,
     in_context,
     lmbff_auto_label,
+    lmbff_auto_template,
     lora,
     p_tuning,
     p_tuning_v2,
@@ -17,6 +18,7 @@ from methods import (
     prompt_finetune,
     prompt_finetune_demo,
     prompt_tuning,
+    ptr,
     zero_shot,
 )
 from methods.base import Method
@@ -45,6 +47,8 @@ register(prefix_tuning.METHOD)
 register(p_tuning_v2.METHOD)
 register(autoprompt.METHOD)
 register(lmbff_auto_label.METHOD)
+register(ptr.METHOD)
+register(lmbff_auto_template.METHOD)
 
 
 def get_method(name: str) -> Method:

@@ -26,7 +26,9 @@ class Prompt:
     """
 
     template: str
-    words: tuple[str, ...]  # one label word per label, in the task's label order
+    # One label word per label, in the task's label order; with M {mask} slots (PTR's
+    # sub-prompts), one tuple of M words per label: the label is their conjunction.
+    words: tuple[str | tuple[str, ...], ...]
     s1: str = "as_is"
     s2: str = "as_is"
     note: str = ""
@@ -34,6 +36,12 @@ class Prompt:
     def __post_init__(self) -> None:
         if "{mask}" not in self.template:
             raise ValueError(f"template {self.template!r} has no {{mask}} slot")
+        slots = self.template.count("{mask}")
+        if slots > 1 and any(not isinstance(w, tuple) or len(w) != slots for w in self.words):
+            raise ValueError(
+                f"template {self.template!r} has {slots} {{mask}} slots: each label needs a "
+                f"tuple of {slots} words (one per slot), got {self.words!r}"
+            )
         for t in (self.s1, self.s2):
             if t not in SENTENCE_TRANSFORMS:
                 raise ValueError(

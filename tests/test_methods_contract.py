@@ -173,6 +173,8 @@ CONTRACT: dict[str, Row] = {
     "finetune": Row(lambda a, hp: a.body + a.classifier),
     "prompt-finetune": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
     "prompt-finetune-demo": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
+    "lmbff-auto-template": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
+    "ptr": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
     "head-only": Row(lambda a, hp: a.classifier),
     "bitfit": Row(
         lambda a, hp: a.biases + _head(a, hp, a.lm_transform_biases),
