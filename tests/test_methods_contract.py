@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ from bench.cli import main as cli
 from bench.errors import BackboneError, TunebenchError, UnknownNameError
 from bench.measure import count, parameter_report
 from bench.params import count_method_params, meta_backbone
-from bench.runner import fresh_backbone
+from bench.runner import fresh_backbone, prepare
 from bench.train import Hyper, evaluate, train
 from methods import REGISTRY, get_method
 from methods.base import COMMON, Method
@@ -207,6 +208,29 @@ CONTRACT: dict[str, Row] = {
     ),
 }
 
+# A learned verbalizer adds its parameters (``head.learned``) to what the method trains, and
+# only when the method trains; its formula, from the backbone's shape, the hyperparameters and
+# (KPT) what its search kept.
+VERBALIZER_PARAMS: dict[str, Callable[[Arch, Mapping], int]] = {
+    "kpt": lambda a, hp: sum(len(c["kept"]) for c in hp["found"]["kpt"]["classes"]),  # weights
+    "proto": lambda a, hp: _linear(a.H, hp["proto_dim"]) + a.C * hp["proto_dim"],
+    "soft": lambda a, hp: a.C * a.H + (a.C if a.family == "bert" else 0),  # rows (+ biases)
+}
+# The verbalizer cells: one method that does not train (zero-shot, kpt only: the others need
+# training), and two frozen-trunk methods reading the LM head, one through an input adapter.
+VERBALIZER_VARIANTS = [
+    ("zero-shot", {"verbalizer": "kpt"}),
+    *[("lora", {"head": "lm", "verbalizer": v}) for v in VERBALIZER_PARAMS],
+    *[("prompt-tuning", {"verbalizer": v}) for v in VERBALIZER_PARAMS],
+]
+
+
+def expected_params(name: str, a: Arch, hp: Mapping) -> int:
+    method, verbalizer = get_method(name), hp.get("verbalizer", "manual")
+    extra = VERBALIZER_PARAMS[verbalizer](a, hp) if verbalizer != "manual" and method.trains else 0
+    return contract(name).params(a, hp) + extra
+
+
 # The few-step training check. The tiny backbones are random: the state a classifier head reads
 # barely depends on the input (its spread across these examples is ~1% of its size), so on a
 # balanced split a frozen-trunk method can do no better than the prior (loss log 2) and a check
@@ -244,10 +268,18 @@ def variants(method: Method) -> list[dict]:
     return [{}] + [{"head": h} for h in heads if h != default]
 
 
+def _id(name: str, variant: Mapping) -> str:
+    return f"{name}{''.join(f'[{k}={x}]' for k, x in variant.items())}"
+
+
 CELLS = [
-    pytest.param(name, v, b, id=f"{name}{''.join(f'[{k}={x}]' for k, x in v.items())}-{b}")
+    pytest.param(name, v, b, id=f"{_id(name, v)}-{b}")
     for name, method in REGISTRY.items()
     for v in variants(method)
+    for b in TINY
+] + [
+    pytest.param(name, v, b, id=f"{_id(name, v)}-{b}")
+    for name, v in VERBALIZER_VARIANTS
     for b in TINY
 ]
 METHOD_VARIANTS = [
@@ -270,10 +302,18 @@ def settings(name: str, variant: Mapping) -> dict:
     return get_method(name).hyperparameters({**TRAIN, **contract(name).train, **variant})
 
 
+# What a search (KPT's word lists) reads in place of a cell's K-shot split.
+SEARCH_SPLIT = SimpleNamespace(train=TRAIN_SPLIT, dev=DEV_SPLIT, seed=SEED, fingerprint="contract")
+
+
 def build(name: str, variant: Mapping, backbone: str):
+    """As the runner builds: check, search (if the method or verbalizer has one), build."""
     method, hp = get_method(name), settings(name, variant)
     b = fresh_backbone(backbone, CPU)
     method.check(b, hp)
+    found, _ = prepare(method, b, SST2, SEARCH_SPLIT, hp)
+    if found is not None:
+        hp = {**hp, "found": found}
     torch.manual_seed(SEED)
     return method.build(b, SST2, hp), b, hp
 
@@ -354,7 +394,7 @@ def test_refuses_exactly_where_its_row_says(name, variant, backbone):
 def test_trainable_parameters_equal_the_formula(name, variant, backbone):
     method = skip_unless_runs(name, variant, backbone)
     model, b, hp = build(name, variant, backbone)
-    expected = contract(name).params(Arch.of(b.model.config, b.kind, SST2), hp)
+    expected = expected_params(name, Arch.of(b.model.config, b.kind, SST2), hp)
     trainable = count(model.parameters())
     assert trainable == expected, f"{name} on {backbone}: counted {trainable}, formula {expected}"
     report = parameter_report(model, b.num_parameters())
@@ -518,3 +558,60 @@ def test_every_run_records_its_measurements(name, data_root):
         assert rec["dev"]["best_step"] == 4 and len(rec["history"]) == 1
     else:
         assert t["train_s"] == 0 and t["train_examples_per_s"] is None
+
+
+# --- verbalizers ------------------------------------------------------------------------
+
+
+def test_every_learned_verbalizer_has_a_formula_and_contract_cells():
+    from bench.verbalizers import VERBALIZERS
+
+    assert set(VERBALIZERS) - {"manual"} == set(VERBALIZER_PARAMS)
+    for v in VERBALIZER_PARAMS:
+        assert any(variant["verbalizer"] == v for _, variant in VERBALIZER_VARIANTS)
+
+
+def _trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("backbone", TINY)
+@pytest.mark.parametrize(
+    "name, variant",
+    [pytest.param(n, v, id=_id(n, v)) for n, v in VERBALIZER_VARIANTS if get_method(n).trains],
+)
+def test_a_learned_verbalizer_adds_only_its_own_parameters(name, variant, backbone):
+    """Trainable = what the method trains with the manual verbalizer + ``head.learned.*``."""
+    manual, _, _ = build(name, {k: v for k, v in variant.items() if k != "verbalizer"}, backbone)
+    model, _, _ = build(name, variant, backbone)
+    learned = {n for n, _ in model.named_parameters() if n.startswith("head.learned.")}
+    assert learned and learned <= _trainable(model)
+    assert _trainable(model) - learned == _trainable(manual)
+
+
+@pytest.mark.parametrize("verbalizer", ["proto", "soft"])
+@pytest.mark.parametrize("name", ["zero-shot", "in-context"])
+def test_learned_verbalizers_are_refused_by_methods_that_do_not_train(name, verbalizer):
+    method = get_method(name)
+    hp = method.hyperparameters({"verbalizer": verbalizer})
+    with pytest.raises(TunebenchError, match=f"does not train.*{verbalizer}.*learned.*kpt"):
+        method.check(fresh_backbone("tiny-llama", CPU), hp)
+
+
+@pytest.mark.parametrize("backbone", ["roberta-base", "smollm2-135m"])
+@pytest.mark.parametrize("name, variant", [("lora", {"head": "lm"}), ("prompt-tuning", {})])
+@pytest.mark.parametrize("verbalizer", ["proto", "soft"])
+def test_verbalizer_formula_holds_at_paper_scale(name, variant, verbalizer, backbone):
+    method = get_method(name)
+    variant = {**variant, "verbalizer": verbalizer}
+    b = meta_backbone(backbone)
+    expected = expected_params(
+        name, Arch.of(b.model.config, b.kind, SST2), method.hyperparameters(variant)
+    )
+    counted = count_method_params(backbone, method, SST2, variant)
+    assert counted["trainable"] == expected and counted["label"].endswith("+" + verbalizer)
+
+
+def test_kpt_cannot_be_counted_without_its_search():
+    with pytest.raises(TunebenchError, match="kpt needs its word lists.*search"):
+        count_method_params("smollm2-135m", get_method("zero-shot"), SST2, {"verbalizer": "kpt"})
