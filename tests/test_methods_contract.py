@@ -138,6 +138,20 @@ def _head(a: Arch, hp: Mapping, lm: int = 0) -> int:
     return a.classifier if hp.get("head", "classifier") == "classifier" else lm
 
 
+def _lm_read(a: Arch, hp: Mapping, biases: bool = False) -> int:
+    """The backbone's LM-head weights beyond the body that the verbalizer reads (they train
+    when the method trains the LM head): the transform and the projection for manual and kpt;
+    the transform alone for soft (its own label vectors replace the projection's rows); nothing
+    for proto alone (it reads the hidden state), as for manual when mixed with it."""
+    verbalizer = hp.get("verbalizer", "manual")
+    if verbalizer == "proto" and not hp.get("proto_mix"):
+        return 0
+    transform = a.lm_transform_biases if biases else a.lm_transform
+    if verbalizer == "soft" or biases:
+        return transform
+    return transform + a.lm_projection
+
+
 def _linear(i: int, o: int) -> int:
     return i * o + o
 
@@ -172,11 +186,11 @@ class Row:
 
 CONTRACT: dict[str, Row] = {
     "finetune": Row(lambda a, hp: a.body + a.classifier),
-    "prompt-finetune": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
-    "prompt-finetune-demo": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
+    "prompt-finetune": Row(lambda a, hp: a.body + _lm_read(a, hp)),
+    "prompt-finetune-demo": Row(lambda a, hp: a.body + _lm_read(a, hp)),
     "head-only": Row(lambda a, hp: a.classifier),
     "bitfit": Row(
-        lambda a, hp: a.biases + _head(a, hp, a.lm_transform_biases),
+        lambda a, hp: a.biases + _head(a, hp, _lm_read(a, hp, biases=True)),
         refused_on=("tiny-llama", "smollm2-135m"),
         train={"lr": 1e-2},
     ),
@@ -189,9 +203,7 @@ CONTRACT: dict[str, Row] = {
     "p-tuning": Row(
         lambda a, hp: _p_tuning(a, hp) + _head(a, hp), train={"lr": 1e-2}, loss_ratio=0.99
     ),
-    "p-tuning-full": Row(
-        lambda a, hp: a.body + _p_tuning(a, hp) + _head(a, hp, a.lm_transform + a.lm_projection)
-    ),
+    "p-tuning-full": Row(lambda a, hp: a.body + _p_tuning(a, hp) + _head(a, hp, _lm_read(a, hp))),
     "prefix-tuning": Row(
         lambda a, hp: (
             hp["tokens"] * _kv(a)
@@ -216,13 +228,24 @@ VERBALIZER_PARAMS: dict[str, Callable[[Arch, Mapping], int]] = {
     "proto": lambda a, hp: _linear(a.H, hp["proto_dim"]) + a.C * hp["proto_dim"],
     "soft": lambda a, hp: a.C * a.H + (a.C if a.family == "bert" else 0),  # rows (+ biases)
 }
-# The verbalizer cells: one method that does not train (zero-shot, kpt only: the others need
-# training), and two frozen-trunk methods reading the LM head, one through an input adapter.
+# The verbalizer cells: the methods that do not train (kpt only: the others need training; one
+# with demonstrations), two frozen-trunk methods reading the LM head (one through an input
+# adapter), and prompt-based fine-tuning of the whole model.
 VERBALIZER_VARIANTS = [
     ("zero-shot", {"verbalizer": "kpt"}),
-    *[("lora", {"head": "lm", "verbalizer": v}) for v in VERBALIZER_PARAMS],
-    *[("prompt-tuning", {"verbalizer": v}) for v in VERBALIZER_PARAMS],
+    ("in-context", {"verbalizer": "kpt"}),
+    *[(m, {"head": "lm", "verbalizer": v}) for m in ("lora",) for v in VERBALIZER_PARAMS],
+    *[
+        (m, {"verbalizer": v})
+        for m in ("prompt-tuning", "prompt-finetune")
+        for v in VERBALIZER_PARAMS
+    ],
 ]
+
+
+# ProtoVerb's instance-instance loss cannot fall far on the one-label training split below
+# (its floor is log(B - 1) with every other example a positive): a looser ratio for it.
+VERBALIZER_LOSS_RATIO = {"proto": 0.95}
 
 
 def expected_params(name: str, a: Arch, hp: Mapping) -> int:
@@ -414,7 +437,8 @@ def test_training_lowers_the_loss_and_touches_only_trainable_parameters(name, va
         return
     r = first_run(name, tuple(sorted(variant.items())), backbone)
     assert r.trainable, f"{name} trains but has no trainable parameters"
-    assert r.loss_after < contract(name).loss_ratio * r.loss_before, (
+    ratio = max(contract(name).loss_ratio, VERBALIZER_LOSS_RATIO.get(variant.get("verbalizer"), 0))
+    assert r.loss_after < ratio * r.loss_before, (
         f"{name} on {backbone}: train loss {r.loss_before:.4f} -> {r.loss_after:.4f}"
     )
     moved = {n for n in r.before if not torch.equal(r.before[n], r.after[n])}
@@ -581,12 +605,16 @@ def _trainable(model) -> set[str]:
     [pytest.param(n, v, id=_id(n, v)) for n, v in VERBALIZER_VARIANTS if get_method(n).trains],
 )
 def test_a_learned_verbalizer_adds_only_its_own_parameters(name, variant, backbone):
-    """Trainable = what the method trains with the manual verbalizer + ``head.learned.*``."""
+    """Trainable = ``head.learned.*`` + what the method trains with the manual verbalizer: the
+    same outside the head, and of the LM head only what this verbalizer still reads (soft
+    replaces the label rows; proto alone reads no LM-head weight)."""
     manual, _, _ = build(name, {k: v for k, v in variant.items() if k != "verbalizer"}, backbone)
     model, _, _ = build(name, variant, backbone)
     learned = {n for n, _ in model.named_parameters() if n.startswith("head.learned.")}
     assert learned and learned <= _trainable(model)
-    assert _trainable(model) - learned == _trainable(manual)
+    assert _trainable(model) - learned <= _trainable(manual)
+    outside = {n for n in _trainable(manual) if not n.startswith("head.")}
+    assert {n for n in _trainable(model) if not n.startswith("head.")} == outside
 
 
 @pytest.mark.parametrize("verbalizer", ["proto", "soft"])
@@ -599,7 +627,9 @@ def test_learned_verbalizers_are_refused_by_methods_that_do_not_train(name, verb
 
 
 @pytest.mark.parametrize("backbone", ["roberta-base", "smollm2-135m"])
-@pytest.mark.parametrize("name, variant", [("lora", {"head": "lm"}), ("prompt-tuning", {})])
+@pytest.mark.parametrize(
+    "name, variant", [("lora", {"head": "lm"}), ("prompt-tuning", {}), ("prompt-finetune", {})]
+)
 @pytest.mark.parametrize("verbalizer", ["proto", "soft"])
 def test_verbalizer_formula_holds_at_paper_scale(name, variant, verbalizer, backbone):
     method = get_method(name)
