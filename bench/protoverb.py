@@ -63,7 +63,7 @@ class ProtoHead(nn.Module):
     def auxiliary_loss(self, labels: torch.Tensor) -> torch.Tensor:
         """The contrastive losses not already in the trainer's cross-entropy (see above),
         on the features the last forward pass saw."""
-        v = self._seen
+        v, self._seen = self._seen, None  # read once: the graph is not kept past the step
         loss = instance_instance_loss(v, labels, self.temp)
         if self.manual is not None:
             loss = loss + F.cross_entropy(self.similarity(v), labels)
