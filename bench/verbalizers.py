@@ -62,7 +62,7 @@ class SoftHead(nn.Module):
     (and their output biases, where the LM head has biases), started from those rows, read
     through the same LM transform, so before training it scores exactly as ``manual`` does."""
 
-    def __init__(self, model: nn.Module, word_ids):
+    def __init__(self, model: nn.Module, word_ids, words=()):
         super().__init__()
         self.transform = lm_transform(model)
         decoder = model.get_output_embeddings()
@@ -71,14 +71,14 @@ class SoftHead(nn.Module):
         if decoder.bias is not None:
             rows["bias"] = nn.Parameter(decoder.bias.detach()[ids].clone())
         self.learned = nn.ParameterDict(rows)
-        self.words = list(word_ids)
+        self.start = {"words": list(words), "ids": list(word_ids)}
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, H) -> (B, C)
         logits = self.transform(h) @ self.learned["vectors"].T
         return logits + self.learned["bias"] if "bias" in self.learned else logits
 
     def describe(self) -> dict:
-        return {"name": "soft", "initialised_from_ids": self.words}
+        return {"name": "soft", "initialised_from": self.start}
 
 
 def _with_rate(head: nn.Module, rate: float) -> nn.Module:
@@ -98,7 +98,8 @@ def _proto_head(model, encoder, task, hp):
 
 
 def _soft_head(model, encoder, task, hp):
-    return _with_rate(SoftHead(model, encoder.word_ids), hp["soft_lr"])
+    head = SoftHead(model, encoder.word_ids, encoder.r.prompt.words)
+    return _with_rate(head, hp["soft_lr"])
 
 
 KPT = Verbalizer(
