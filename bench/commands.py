@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def cmd_show(args) -> int:
     split = sample_split(task, args.k, args.seed, data_root(args.data_dir), partial=args.partial)
     backbone = fresh_backbone(args.backbone, torch.device("cpu"))
     method.check(backbone, hp)
-    found, _ = prepare(method, backbone, task, split, hp)  # a searched prompt: search first
+    found, _ = prepare(method, backbone, task, split, hp)  # a searched prompt or word lists
     model = method.build(backbone, task, hp if found is None else {**hp, "found": found})
     enc, tok = model.encoder, backbone.tokenizer
     print(
@@ -224,6 +225,9 @@ def cmd_show(args) -> int:
             for w, i in zip(enc.r.prompt.words, enc.word_ids)
         ]
         print(f"template: {enc.r.prompt.template!r}\nlabel words: " + "; ".join(words))
+    describe = getattr(model.head, "describe", None)
+    if describe is not None:
+        print(f"verbalizer: {json.dumps(describe())}")
     for i, ex in enumerate(split.train[: args.n]):
         demos = enc.choose_demos(ex, split.train, eval_rng(args.seed, i))
         e = enc.encode(ex, demos)
@@ -245,6 +249,7 @@ def cmd_show(args) -> int:
 
 @command("methods", "list the methods: family, head, defaults")(lambda p: None)
 def cmd_methods(args) -> int:
+    from bench.verbalizers import VERBALIZERS
     from methods import REGISTRY
 
     rows = [
@@ -258,5 +263,21 @@ def cmd_methods(args) -> int:
         }
         for m in REGISTRY.values()
     ]
+    _print_table(rows, list(rows[0]))
+    print(
+        "\nverbalizers (option verbalizer=NAME of every method that reads the LM head; "
+        "the label shows it, e.g. prompt-finetune+kpt):"
+    )
+    rows = [
+        {
+            "verbalizer": v.name,
+            "learns": "needs training" if v.needs_training else "when the method trains",
+            "search": "yes" if v.search else "-",
+            "options": ", ".join(f"{k}={x}" for k, x in (v.defaults or {}).items()) or "-",
+            "summary": v.summary,
+        }
+        for v in VERBALIZERS.values()
+    ]
+    rows[0]["learns"] = "-"  # manual: nothing of its own to learn
     _print_table(rows, list(rows[0]))
     return 0

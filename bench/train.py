@@ -170,7 +170,10 @@ def train(
         raise TunebenchError("this method has no trainable parameters; it cannot be trained")
     device = params[0].device
     opt = torch.optim.AdamW(
-        params, lr=hp.lr, weight_decay=hp.weight_decay, fused=device.type in ("cpu", "cuda")
+        _groups(model, params, hp.lr),
+        lr=hp.lr,
+        weight_decay=hp.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(hp))
     micro_batches = _micro_batches(model, train_ex, hp, seed, rng)
@@ -235,6 +238,20 @@ def train(
         for p in params:
             p.copy_(best["state"][id(p)])
     return TrainResult(best["step"], best["dev"], history, seconds, seen, memory)
+
+
+def _groups(model, params: list, lr: float) -> list[dict]:
+    """One group at the method's rate; a learned verbalizer that names its own rate
+    (``head.learned_lr``, e.g. prototypes that start at random) gets a group of its own."""
+    rate = getattr(model.head, "learned_lr", None)
+    if not rate:
+        return [{"params": params, "lr": lr}]
+    own = {id(p) for p in model.head.learned.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in own], "lr": lr},
+        {"params": [p for p in params if id(p) in own], "lr": rate},
+    ]
+    return [g for g in groups if g["params"]]
 
 
 def _micro_batches(model, train_ex, hp: Hyper, seed: int, rng):

@@ -20,6 +20,10 @@ class CalibratedHead(nn.Module):
     def forward(self, h):
         return self.inner(h).log_softmax(-1) - self.log_prior
 
+    def describe(self):  # the record keeps what the calibrated verbalizer used
+        describe = getattr(self.inner, "describe", None)
+        return {**describe(), "content_free_calibration": True} if describe else None
+
 
 def content_free_log_prior(model, task) -> torch.Tensor:
     """Mean label-word distribution over content-free inputs, in log space, (C,)."""

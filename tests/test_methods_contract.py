@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ from bench.cli import main as cli
 from bench.errors import BackboneError, TunebenchError, UnknownNameError
 from bench.measure import count, parameter_report
 from bench.params import count_method_params, meta_backbone
-from bench.runner import fresh_backbone
+from bench.runner import fresh_backbone, prepare
 from bench.train import Hyper, evaluate, train
 from methods import REGISTRY, get_method
 from methods.base import COMMON, Method
@@ -137,6 +138,20 @@ def _head(a: Arch, hp: Mapping, lm: int = 0) -> int:
     return a.classifier if hp.get("head", "classifier") == "classifier" else lm
 
 
+def _lm_read(a: Arch, hp: Mapping, biases: bool = False) -> int:
+    """The backbone's LM-head weights beyond the body that the verbalizer reads (they train
+    when the method trains the LM head): the transform and the projection for manual and kpt;
+    the transform alone for soft (its own label vectors replace the projection's rows); nothing
+    for proto alone (it reads the hidden state), as for manual when mixed with it."""
+    verbalizer = hp.get("verbalizer", "manual")
+    if verbalizer == "proto" and not hp.get("proto_mix"):
+        return 0
+    transform = a.lm_transform_biases if biases else a.lm_transform
+    if verbalizer == "soft" or biases:
+        return transform
+    return transform + a.lm_projection
+
+
 def _linear(i: int, o: int) -> int:
     return i * o + o
 
@@ -171,13 +186,13 @@ class Row:
 
 CONTRACT: dict[str, Row] = {
     "finetune": Row(lambda a, hp: a.body + a.classifier),
-    "prompt-finetune": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
-    "prompt-finetune-demo": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
-    "lmbff-auto-template": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
-    "ptr": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
+    "prompt-finetune": Row(lambda a, hp: a.body + _lm_read(a, hp)),
+    "prompt-finetune-demo": Row(lambda a, hp: a.body + _lm_read(a, hp)),
+    "lmbff-auto-template": Row(lambda a, hp: a.body + _lm_read(a, hp)),
+    "ptr": Row(lambda a, hp: a.body + _lm_read(a, hp)),
     "head-only": Row(lambda a, hp: a.classifier),
     "bitfit": Row(
-        lambda a, hp: a.biases + _head(a, hp, a.lm_transform_biases),
+        lambda a, hp: a.biases + _head(a, hp, _lm_read(a, hp, biases=True)),
         refused_on=("tiny-llama", "smollm2-135m"),
         train={"lr": 1e-2},
     ),
@@ -190,9 +205,7 @@ CONTRACT: dict[str, Row] = {
     "p-tuning": Row(
         lambda a, hp: _p_tuning(a, hp) + _head(a, hp), train={"lr": 1e-2}, loss_ratio=0.99
     ),
-    "p-tuning-full": Row(
-        lambda a, hp: a.body + _p_tuning(a, hp) + _head(a, hp, a.lm_transform + a.lm_projection)
-    ),
+    "p-tuning-full": Row(lambda a, hp: a.body + _p_tuning(a, hp) + _head(a, hp, _lm_read(a, hp))),
     "prefix-tuning": Row(
         lambda a, hp: (
             hp["tokens"] * _kv(a)
@@ -203,13 +216,47 @@ CONTRACT: dict[str, Row] = {
         train={"lr": 1e-2},
     ),
     "autoprompt": Row(lambda a, hp: 0),  # its search: tests/test_searched_prompts.py
-    "lmbff-auto-label": Row(lambda a, hp: a.body + a.lm_transform + a.lm_projection),
+    "lmbff-auto-label": Row(lambda a, hp: a.body + _lm_read(a, hp)),
     "p-tuning-v2": Row(
         lambda a, hp: a.L * 2 * hp["tokens"] * _kv(a) + _head(a, hp),
         train={"lr": 1e-1},
         loss_ratio=0.95,
     ),
 }
+
+# A learned verbalizer adds its parameters (``head.learned``) to what the method trains, and
+# only when the method trains; its formula, from the backbone's shape, the hyperparameters and
+# (KPT) what its search kept.
+VERBALIZER_PARAMS: dict[str, Callable[[Arch, Mapping], int]] = {
+    "kpt": lambda a, hp: sum(len(c["kept"]) for c in hp["found"]["kpt"]["classes"]),  # weights
+    "proto": lambda a, hp: _linear(a.H, hp["proto_dim"]) + a.C * hp["proto_dim"],
+    "soft": lambda a, hp: a.C * a.H + (a.C if a.family == "bert" else 0),  # rows (+ biases)
+}
+# The verbalizer cells: the methods that do not train (kpt only: the others need training; one
+# with demonstrations), two frozen-trunk methods reading the LM head (one through an input
+# adapter), and prompt-based fine-tuning of the whole model.
+VERBALIZER_VARIANTS = [
+    ("zero-shot", {"verbalizer": "kpt"}),
+    ("in-context", {"verbalizer": "kpt"}),
+    *[(m, {"head": "lm", "verbalizer": v}) for m in ("lora",) for v in VERBALIZER_PARAMS],
+    *[
+        (m, {"verbalizer": v})
+        for m in ("prompt-tuning", "prompt-finetune")
+        for v in VERBALIZER_PARAMS
+    ],
+]
+
+
+# ProtoVerb's instance-instance loss cannot fall far on the one-label training split below
+# (its floor is log(B - 1) with every other example a positive): a looser ratio for it.
+VERBALIZER_LOSS_RATIO = {"proto": 0.95}
+
+
+def expected_params(name: str, a: Arch, hp: Mapping) -> int:
+    method, verbalizer = get_method(name), hp.get("verbalizer", "manual")
+    extra = VERBALIZER_PARAMS[verbalizer](a, hp) if verbalizer != "manual" and method.trains else 0
+    return contract(name).params(a, hp) + extra
+
 
 # The few-step training check. The tiny backbones are random: the state a classifier head reads
 # barely depends on the input (its spread across these examples is ~1% of its size), so on a
@@ -248,10 +295,18 @@ def variants(method: Method) -> list[dict]:
     return [{}] + [{"head": h} for h in heads if h != default]
 
 
+def _id(name: str, variant: Mapping) -> str:
+    return f"{name}{''.join(f'[{k}={x}]' for k, x in variant.items())}"
+
+
 CELLS = [
-    pytest.param(name, v, b, id=f"{name}{''.join(f'[{k}={x}]' for k, x in v.items())}-{b}")
+    pytest.param(name, v, b, id=f"{_id(name, v)}-{b}")
     for name, method in REGISTRY.items()
     for v in variants(method)
+    for b in TINY
+] + [
+    pytest.param(name, v, b, id=f"{_id(name, v)}-{b}")
+    for name, v in VERBALIZER_VARIANTS
     for b in TINY
 ]
 METHOD_VARIANTS = [
@@ -274,10 +329,18 @@ def settings(name: str, variant: Mapping) -> dict:
     return get_method(name).hyperparameters({**TRAIN, **contract(name).train, **variant})
 
 
+# What a search (KPT's word lists) reads in place of a cell's K-shot split.
+SEARCH_SPLIT = SimpleNamespace(train=TRAIN_SPLIT, dev=DEV_SPLIT, seed=SEED, fingerprint="contract")
+
+
 def build(name: str, variant: Mapping, backbone: str):
+    """As the runner builds: check, search (if the method or verbalizer has one), build."""
     method, hp = get_method(name), settings(name, variant)
     b = fresh_backbone(backbone, CPU)
     method.check(b, hp)
+    found, _ = prepare(method, b, SST2, SEARCH_SPLIT, hp)
+    if found is not None:
+        hp = {**hp, "found": found}
     torch.manual_seed(SEED)
     return method.build(b, SST2, hp), b, hp
 
@@ -358,7 +421,7 @@ def test_refuses_exactly_where_its_row_says(name, variant, backbone):
 def test_trainable_parameters_equal_the_formula(name, variant, backbone):
     method = skip_unless_runs(name, variant, backbone)
     model, b, hp = build(name, variant, backbone)
-    expected = contract(name).params(Arch.of(b.model.config, b.kind, SST2), hp)
+    expected = expected_params(name, Arch.of(b.model.config, b.kind, SST2), hp)
     trainable = count(model.parameters())
     assert trainable == expected, f"{name} on {backbone}: counted {trainable}, formula {expected}"
     report = parameter_report(model, b.num_parameters())
@@ -378,7 +441,8 @@ def test_training_lowers_the_loss_and_touches_only_trainable_parameters(name, va
         return
     r = first_run(name, tuple(sorted(variant.items())), backbone)
     assert r.trainable, f"{name} trains but has no trainable parameters"
-    assert r.loss_after < contract(name).loss_ratio * r.loss_before, (
+    ratio = max(contract(name).loss_ratio, VERBALIZER_LOSS_RATIO.get(variant.get("verbalizer"), 0))
+    assert r.loss_after < ratio * r.loss_before, (
         f"{name} on {backbone}: train loss {r.loss_before:.4f} -> {r.loss_after:.4f}"
     )
     moved = {n for n in r.before if not torch.equal(r.before[n], r.after[n])}
@@ -522,3 +586,66 @@ def test_every_run_records_its_measurements(name, data_root):
         assert rec["dev"]["best_step"] == 4 and len(rec["history"]) == 1
     else:
         assert t["train_s"] == 0 and t["train_examples_per_s"] is None
+
+
+# --- verbalizers ------------------------------------------------------------------------
+
+
+def test_every_learned_verbalizer_has_a_formula_and_contract_cells():
+    from bench.verbalizers import VERBALIZERS
+
+    assert set(VERBALIZERS) - {"manual"} == set(VERBALIZER_PARAMS)
+    for v in VERBALIZER_PARAMS:
+        assert any(variant["verbalizer"] == v for _, variant in VERBALIZER_VARIANTS)
+
+
+def _trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("backbone", TINY)
+@pytest.mark.parametrize(
+    "name, variant",
+    [pytest.param(n, v, id=_id(n, v)) for n, v in VERBALIZER_VARIANTS if get_method(n).trains],
+)
+def test_a_learned_verbalizer_adds_only_its_own_parameters(name, variant, backbone):
+    """Trainable = ``head.learned.*`` + what the method trains with the manual verbalizer: the
+    same outside the head, and of the LM head only what this verbalizer still reads (soft
+    replaces the label rows; proto alone reads no LM-head weight)."""
+    manual, _, _ = build(name, {k: v for k, v in variant.items() if k != "verbalizer"}, backbone)
+    model, _, _ = build(name, variant, backbone)
+    learned = {n for n, _ in model.named_parameters() if n.startswith("head.learned.")}
+    assert learned and learned <= _trainable(model)
+    assert _trainable(model) - learned <= _trainable(manual)
+    outside = {n for n in _trainable(manual) if not n.startswith("head.")}
+    assert {n for n in _trainable(model) if not n.startswith("head.")} == outside
+
+
+@pytest.mark.parametrize("verbalizer", ["proto", "soft"])
+@pytest.mark.parametrize("name", ["zero-shot", "in-context"])
+def test_learned_verbalizers_are_refused_by_methods_that_do_not_train(name, verbalizer):
+    method = get_method(name)
+    hp = method.hyperparameters({"verbalizer": verbalizer})
+    with pytest.raises(TunebenchError, match=f"does not train.*{verbalizer}.*learned.*kpt"):
+        method.check(fresh_backbone("tiny-llama", CPU), hp)
+
+
+@pytest.mark.parametrize("backbone", ["roberta-base", "smollm2-135m"])
+@pytest.mark.parametrize(
+    "name, variant", [("lora", {"head": "lm"}), ("prompt-tuning", {}), ("prompt-finetune", {})]
+)
+@pytest.mark.parametrize("verbalizer", ["proto", "soft"])
+def test_verbalizer_formula_holds_at_paper_scale(name, variant, verbalizer, backbone):
+    method = get_method(name)
+    variant = {**variant, "verbalizer": verbalizer}
+    b = meta_backbone(backbone)
+    expected = expected_params(
+        name, Arch.of(b.model.config, b.kind, SST2), method.hyperparameters(variant)
+    )
+    counted = count_method_params(backbone, method, SST2, variant)
+    assert counted["trainable"] == expected and counted["label"].endswith("+" + verbalizer)
+
+
+def test_kpt_cannot_be_counted_without_its_search():
+    with pytest.raises(TunebenchError, match="kpt needs its word lists.*search"):
+        count_method_params("smollm2-135m", get_method("zero-shot"), SST2, {"verbalizer": "kpt"})
