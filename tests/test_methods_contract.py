@@ -17,6 +17,7 @@ Adding a method means adding its row to ``CONTRACT``: a method without one fails
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -334,11 +335,14 @@ SEARCH_SPLIT = SimpleNamespace(train=TRAIN_SPLIT, dev=DEV_SPLIT, seed=SEED, fing
 
 
 def build(name: str, variant: Mapping, backbone: str):
-    """As the runner builds: check, search (if the method or verbalizer has one), build."""
+    """As the runner builds: check, search (the verbalizer's, if it has one), build. A
+    method's own prompt search (autoprompt, lmbff-auto-*) is tested in its own files
+    (tests/test_searched_prompts.py, tests/test_auto_template.py); here it builds on the
+    task's prompt, which is what its search starts from."""
     method, hp = get_method(name), settings(name, variant)
     b = fresh_backbone(backbone, CPU)
     method.check(b, hp)
-    found, _ = prepare(method, b, SST2, SEARCH_SPLIT, hp)
+    found, _ = prepare(dataclasses.replace(method, search=None), b, SST2, SEARCH_SPLIT, hp)
     if found is not None:
         hp = {**hp, "found": found}
     torch.manual_seed(SEED)
