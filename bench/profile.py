@@ -323,6 +323,9 @@ def refusal(method, backbone: str, task: str, hp: dict) -> str | None:
     from methods.base import task_prompt
 
     model = _meta_backbone(backbone)
+    reason = method.refuse_task(get_task(task))
+    if reason:
+        return f"method {method.name} cannot run on task {task}: {reason}"
     try:
         method.check(model, hp)
         if model.kind == "causal" and method.reads_lm_head(hp):

@@ -58,6 +58,7 @@ class Method:
     display: Callable[[Mapping], str] | None = None  # name in tables, from the options
     search: Callable | None = None  # (backbone, task, split, hp) -> found dict; see above
     search_keys: tuple[str, ...] = ()  # the hyperparameters a search depends on
+    refuse_task: Callable[[Task], str | None] = lambda task: None  # e.g. ptr: no rules
 
     def __post_init__(self):
         if self.family not in FAMILIES:

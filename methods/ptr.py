@@ -119,6 +119,11 @@ METHOD = Method(
     build=build,
     space=space,
     refuse=refuse,
+    refuse_task=lambda task: (
+        None
+        if task.name in RULES
+        else f"no PTR rules for task {task.name} (tasks with rules: {', '.join(RULES)})"
+    ),
     summary="all weights; sub-prompts with their own masks and words, classes = conjunctions "
     "of sub-words (PTR rules, see `tunebench tasks`)",
     defaults={"lr": 1e-5},
