@@ -1,7 +1,9 @@
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -35,3 +37,27 @@ def lmbff_checksums(data_root) -> dict[str, str]:
         md5, name = line.split()
         sums[name] = md5
     return sums
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared machine."""
+    with _threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """The same for a whole module: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    with _threads(1):
+        yield

@@ -29,12 +29,7 @@ TRAIN = [Example(f"the film was {w} .", 1) for w in POSITIVE] + [
 GOOD, BAD = "All in all, it was", "No no no no no no"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny models: one thread
 
 
 def split(train=TRAIN, dev=TRAIN):

@@ -42,12 +42,7 @@ MIXED = [  # lengths differ, so batches pad
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny models: one thread
 
 
 def encoder(backbone: str, task: str, *, prompt="auto", demos=0, max_length=0, style="prompt"):

@@ -46,12 +46,7 @@ ASK, SENT, POL, Q, LABEL, PLAIN = 0, 1, 2, 3, 4, 5
 TRIGGER, DECOY = "river", "tree"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny models: one thread
 
 
 def examples(frames: list[str]) -> list[Example]:

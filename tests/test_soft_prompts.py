@@ -36,13 +36,7 @@ EXAMPLES = [
 LR = {"p-tuning-full": 3e-4}  # the others: 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny models: one thread
 
 
 def build(backbone: str, method: str, head: str, seed: int = 0, **options):

@@ -36,15 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from more threads, and a busy machine loses a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_profile(
     tmp_path: Path,
     methods=("finetune", "head-only", "zero-shot"),

@@ -37,12 +37,7 @@ EXAMPLES = [
 SPLIT = SimpleNamespace(train=EXAMPLES, dev=EXAMPLES, seed=13, fingerprint="test-verbalizers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny models: one thread
 
 
 def build(backbone: str, method: str, backbone_obj=None, **options):
