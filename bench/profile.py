@@ -12,6 +12,8 @@ A profile is read as written, with no includes or inheritance. Its keys:
   ``settings`` (method options and fixed hyperparameters, over the profile's), ``backbones``
   and ``trials`` (instead of the profile's), ``estimate_s`` (expected seconds per cell, shown
   by ``--dry-run`` and used by the progress bar's ETA).
+- ``[overrides.<method>]`` (with ``methods = "all"`` only): settings for one method over the
+  profile's, e.g. a small search budget for a method whose defaults are sized for real runs.
 
 Fixed settings are never searched. ``plan`` turns a profile into cells, checking every name
 and setting before any work starts.
@@ -37,7 +39,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 _TOP_KEYS = {"description", "backbones", "tasks", "k", "seeds", "partial", "methods", "search",
-             "settings"}  # fmt: skip
+             "settings", "overrides"}  # fmt: skip
 _ENTRY_KEYS = {"method", "settings", "backbones", "trials", "estimate_s"}
 
 
@@ -69,6 +71,7 @@ class Profile:
     search: SearchConfig
     settings: dict
     entries: tuple[Entry, ...] | str  # or "all"
+    overrides: dict = dataclasses.field(default_factory=dict)  # method -> settings ("all")
 
 
 def packaged() -> list[str]:
@@ -119,6 +122,7 @@ def parse(raw: dict, name: str, path: Path) -> Profile:
         entries = "all"
     else:
         entries = tuple(_entry(e, where) for e in methods)
+    overrides = _overrides(raw.get("overrides", {}), entries, where)
     tasks = raw["tasks"]
     if isinstance(tasks, str) and tasks != "whole":
         raise ProfileError(f'{where}: tasks must be a list of names or "whole"')
@@ -134,7 +138,23 @@ def parse(raw: dict, name: str, path: Path) -> Profile:
         search=config,
         settings=dict(raw.get("settings", {})),
         entries=entries,
+        overrides=overrides,
     )
+
+
+def _overrides(raw, entries, where: str) -> dict:
+    if not raw:
+        return {}
+    if entries != "all":
+        raise ProfileError(
+            f"{where}: [overrides] is for methods = \"all\"; give a listed method its settings "
+            "in its [[methods]] entry"
+        )
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ProfileError(f"{where}: [overrides] holds one table of settings per method")
+    for name in raw:
+        get_method(name)  # unknown names are reported with the list of choices
+    return {name: dict(settings) for name, settings in raw.items()}
 
 
 def _entry(raw: dict, where: str) -> Entry:
@@ -265,7 +285,9 @@ def _all_backbones(profile: Profile) -> list[str]:
 
 def _entries(profile: Profile) -> tuple[Entry, ...]:
     if profile.entries == "all":
-        return tuple(Entry(name, {}, None, None, None) for name in REGISTRY)
+        return tuple(
+            Entry(name, profile.overrides.get(name, {}), None, None, None) for name in REGISTRY
+        )
     return profile.entries
 
 

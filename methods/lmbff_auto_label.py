@@ -73,6 +73,11 @@ def assignments(cands: list[list[tuple]], log_probs: torch.Tensor, labels, keep:
     words = torch.stack([ids[c][combos[:, c]] for c in range(len(lists))], 1)  # (M, C)
     distinct = torch.tensor([len(set(r)) == len(r) for r in words.tolist()])
     words = words[distinct]
+    if len(words) == 0:
+        raise TunebenchError(
+            f"lmbff-auto-label: the classes' top {min(len(c) for c in lists)} words leave no "
+            "assignment of distinct words (they share the same words); raise label_topk"
+        )
     scores = log_probs[:, words].permute(1, 0, 2)  # (M, N, C)
     y = torch.as_tensor(labels)
     acc = (scores.argmax(-1) == y).float().mean(1)  # (M,)

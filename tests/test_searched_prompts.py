@@ -297,6 +297,17 @@ def test_auto_label_ranks_assignments_on_train_then_picks_on_dev():
     assert all(len(set(r["words"])) == len(r["words"]) for r in found["assignments"])
 
 
+def test_auto_label_says_when_the_classes_share_all_their_words():
+    from methods.lmbff_auto_label import assignments
+
+    shared = [[(7, "good", -1.0)], [(7, "good", -1.2)]]  # both classes' top 1 is "good"
+    with pytest.raises(TunebenchError, match="no assignment of distinct words.*raise label_topk"):
+        assignments(shared, torch.zeros(4, 10), [0, 1, 0, 1], keep=5)
+    words, *_ = assignments([shared[0] + [(3, "bad", -2.0)], shared[1]], torch.zeros(4, 10),
+                            [0, 1, 0, 1], keep=5)  # fmt: skip
+    assert words.tolist() == [[3, 7]]
+
+
 def test_auto_label_is_deterministic_and_needs_every_class():
     method = get_method("lmbff-auto-label")
     hp = method.hyperparameters({"label_topk": 5, "label_assignments": 4})

@@ -211,6 +211,9 @@ def test_packaged_profiles(data_root):
     assert {c.method for c in smoke} == set(REGISTRY)  # every method, new ones included
     assert len({c.task for c in smoke}) == 2 and {c.seed for c in smoke} == {13, 21}
     assert all(c.backbone.startswith("tiny-") for c in smoke)
+    searched = {c.method: c.settings for c in smoke if c.method in ("autoprompt", "finetune")}
+    assert searched["autoprompt"]["iterations"] == 2  # [overrides.autoprompt], one method only
+    assert "iterations" not in searched["finetune"] and searched["finetune"]["steps"] == 4
 
     cpu, _ = plan(load("cpu"), data_root)
     assert {c.task for c in cpu} == {"SST-2"} and {c.k for c in cpu} == {16}
@@ -249,6 +252,10 @@ def test_packaged_profiles(data_root):
          "two method entries make the cell"),
         ('[search]\nmode = "grid"\ngrid = { lr = [1e-5] }\n[settings]\nlr = 1e-4\n'
          '[[methods]]\nmethod = "finetune"\n', "both fixed and on the grid"),
+        ("[overrides.fine-tune]\nlr = 1e-5\n", "unknown method 'fine-tune'"),
+        ("[overrides.autoprompt]\nrank = 4\n", "setting of method autoprompt"),
+        ('[[methods]]\nmethod = "finetune"\n[overrides.autoprompt]\niterations = 2\n',
+         '[overrides] is for methods = "all"'),
     ],
 )  # fmt: skip
 def test_profile_mistakes_are_reported_before_any_work(tmp_path, text, message):
