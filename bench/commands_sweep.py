@@ -90,7 +90,23 @@ def _plan(args):
     cells, notes = plan(profile, root)
     if not cells:
         raise TunebenchError(f"profile {profile.name} has no cells (check its tasks and data)")
-    return profile, _only(cells, args), notes, root
+    return profile, _only(cells, args), _only_notes(notes, args), root
+
+
+def _only_notes(notes: list[str], args) -> list[str]:
+    """The "not applicable" notes about cells the subset options would keep."""
+    out = []
+    for note in notes:
+        label, rest = note.split(" on ", 1)
+        backbone, task = rest.split(":", 1)[0].split(", ")
+        of = {"tasks": {task}, "methods": {label, label.split("+")[0]}, "backbones": {backbone}}
+        if all(
+            not getattr(args, option, None)
+            or of[option] & {w.strip() for w in getattr(args, option).split(",")}
+            for option in of
+        ):
+            out.append(note)
+    return out
 
 
 def _only(cells: list, args) -> list:

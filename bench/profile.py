@@ -147,7 +147,7 @@ def _overrides(raw, entries, where: str) -> dict:
         return {}
     if entries != "all":
         raise ProfileError(
-            f"{where}: [overrides] is for methods = \"all\"; give a listed method its settings "
+            f'{where}: [overrides] is for methods = "all"; give a listed method its settings '
             "in its [[methods]] entry"
         )
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):

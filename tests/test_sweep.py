@@ -330,6 +330,24 @@ def test_only_options_keep_a_subset_of_the_cells(tmp_path, data_root, capsys):
     assert "--tasks: SST-2 not in this profile; it has: RTE" in capsys.readouterr().err
 
 
+def test_only_options_keep_the_notes_on_the_cells_they_keep():
+    from argparse import Namespace
+
+    from bench.commands_sweep import _only_notes
+
+    notes = [
+        "zero-shot on minilm-l6, RTE: not applicable (an encoder)",
+        "zero-shot+kpt on minilm-l6, SST-2: not applicable (an encoder)",
+        "bitfit on smollm2-135m, SST-2: not applicable (no bias terms)",
+    ]
+    sst2 = Namespace(tasks="SST-2", methods=None, backbones=None)
+    assert _only_notes(notes, sst2) == notes[1:]
+    assert _only_notes(notes, Namespace(tasks="SST-2", methods="zero-shot", backbones="")) == [
+        notes[1]
+    ]
+    assert _only_notes(notes, Namespace(tasks=None, methods=None, backbones=None)) == notes
+
+
 # --- sweeps ----------------------------------------------------------------------------------
 
 
