@@ -267,7 +267,7 @@ class Column:
 @dataclass(frozen=True)
 class Seed:
     seed: int
-    status: str  # "ok" | "failed" | "missing"
+    status: str  # "ok" | "failed" | "missing" | "not run" (a seed the profile left out)
     score: float | None
     trials: int  # configurations tried on dev (1 for a run without a search)
     pruned: int
@@ -306,7 +306,9 @@ class Cell:
         """Empty for a complete cell; else e.g. '3/5 seeds; 1 failed, 1 missing'."""
         if self.status == "complete":
             return ""
-        parts = [f"{n} {what}" for what in ("failed", "missing") if (n := self.count(what))]
+        parts = [
+            f"{n} {what}" for what in ("failed", "missing", "not run") if (n := self.count(what))
+        ]
         return f"{self.stats.n}/{len(self.expected)} seeds; " + ", ".join(parts)
 
     @property
@@ -474,8 +476,21 @@ def _cell(col: Column, expected: tuple[int, ...], recs: list[Record], ddof: int)
         for r in recs
         if (r.cell["task"], r.cell["partial"]) == (col.task, col.partial)
     }
-    seeds = tuple(_seed(col, s, mine.get(s)) for s in expected)
+    planned = _planned(recs)
+    seeds = tuple(
+        _seed(col, s, mine.get(s))
+        if s in mine or planned is None or s in planned
+        else Seed(s, "not run", None, 0, 0, 0, None, None, None)
+        for s in expected
+    )
     return Cell(col, expected, seeds, ddof)
+
+
+def _planned(recs: list[Record]) -> set[int] | None:
+    """The seeds a profile ran this method on when it ran it on fewer than its seeds (the
+    records' ``planned_seeds``); None when no record says."""
+    lists = [r.data["planned_seeds"] for r in recs if r.data.get("planned_seeds") is not None]
+    return set().union(*lists) if lists else None
 
 
 def _seed(col: Column, seed: int, r: Record | None) -> Seed:

@@ -9,8 +9,9 @@ A profile is read as written, with no includes or inheritance. Its keys:
 - ``[settings]``: hyperparameters fixed for every method (e.g. steps, eval_every).
 - ``methods``: ``"all"`` (every registered method with its defaults, on every backbone that
   can run it), or ``[[methods]]`` entries: ``method`` (a registered name) and, optionally,
-  ``settings`` (method options and fixed hyperparameters, over the profile's), ``backbones``
-  and ``trials`` (instead of the profile's), ``estimate_s`` (expected seconds per cell, shown
+  ``settings`` (method options and fixed hyperparameters, over the profile's), ``backbones``,
+  ``trials`` and ``seeds`` (instead of the profile's; seeds a subset of its seeds, so the
+  report counts the rest as not run), ``estimate_s`` (expected seconds per cell, shown
   by ``--dry-run`` and used by the progress bar's ETA).
 - ``[overrides.<method>]`` (with ``methods = "all"`` only): settings for one method over the
   profile's, e.g. a small search budget for a method whose defaults are sized for real runs.
@@ -40,7 +41,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 _TOP_KEYS = {"description", "backbones", "tasks", "k", "seeds", "partial", "methods", "search",
              "settings", "overrides"}  # fmt: skip
-_ENTRY_KEYS = {"method", "settings", "backbones", "trials", "estimate_s"}
+_ENTRY_KEYS = {"method", "settings", "backbones", "trials", "seeds", "estimate_s"}
 
 
 class ProfileError(TunebenchError):
@@ -56,6 +57,7 @@ class Entry:
     backbones: tuple[str, ...] | None  # None: the profile's
     trials: int | None  # None: the search's
     estimate_s: float | None
+    seeds: tuple[int, ...] | None = None  # None: the profile's
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,13 @@ def parse(raw: dict, name: str, path: Path) -> Profile:
         entries = "all"
     else:
         entries = tuple(_entry(e, where) for e in methods)
+        for e in entries:
+            extra = sorted(set(e.seeds or ()) - set(_ints(raw["seeds"], "seeds", where)))
+            if extra:
+                raise ProfileError(
+                    f"{where}: method {e.method}: seeds {extra} are not among the profile's "
+                    f"seeds {raw['seeds']}"
+                )
     overrides = _overrides(raw.get("overrides", {}), entries, where)
     tasks = raw["tasks"]
     if isinstance(tasks, str) and tasks != "whole":
@@ -163,12 +172,14 @@ def _entry(raw: dict, where: str) -> Entry:
         raise ProfileError(f"{where}: a [[methods]] entry needs 'method'")
     get_method(raw["method"])  # the name is checked here, with the list of choices
     backbones = raw.get("backbones")
+    seeds = raw.get("seeds")
     return Entry(
         method=raw["method"],
         settings=dict(raw.get("settings", {})),
         backbones=_backbones(backbones, where) if backbones is not None else None,
         trials=raw.get("trials"),
         estimate_s=raw.get("estimate_s"),
+        seeds=tuple(_ints(seeds, "seeds", where)) if seeds is not None else None,
     )
 
 
@@ -213,6 +224,7 @@ class SweepCell:
     settings: dict  # fixed (not searched): the profile's, then the entry's
     search: SearchConfig
     estimate_s: float | None
+    planned_seeds: tuple[int, ...] | None = None  # the entry's seeds, when fewer than the profile's
 
     @property
     def name(self) -> str:
@@ -243,10 +255,10 @@ def plan(profile: Profile, data_root: Path | None) -> tuple[list[SweepCell], lis
                     continue
                 method, label, settings, search = run
                 for k in profile.k:
-                    for seed in profile.seeds:
+                    for seed in entry.seeds or profile.seeds:
                         cell = SweepCell(profile.name, backbone, task, method.name, label,
                                          method.family, k, seed, profile.partial, settings,
-                                         search, entry.estimate_s)  # fmt: skip
+                                         search, entry.estimate_s, entry.seeds)  # fmt: skip
                         if cell.name in seen:
                             raise ProfileError(
                                 f"profile {profile.path}: two method entries make the cell "

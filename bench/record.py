@@ -27,6 +27,8 @@ Schema ``tunebench.run/1`` (every key always present; values null where not appl
   n_trials, searched, grid, fixed, sampler, sampler_seed, pruner and its settings, tie_rule,
   study, storage, chosen_trial
 - ``profile``: the sweep profile's name (null for a single run)
+- ``planned_seeds`` (sweeps only, when the profile ran this method on fewer than its seeds):
+  those seeds; the report shows the others as "not run" rather than missing
 - ``env``: packages, hardware, git (commit, dirty), device
 """
 

@@ -152,6 +152,8 @@ def run_cell(cell: SweepCell, ctx: Context) -> dict:
         str(ctx.device),
     )  # fmt: skip
     record["profile"] = cell.profile
+    if cell.planned_seeds is not None:
+        record["planned_seeds"] = list(cell.planned_seeds)
     try:
         split = sample_split(task, cell.k, cell.seed, ctx.data_root, partial=cell.partial)
         higher = METRICS[task.metrics[0]].higher_is_better

@@ -115,6 +115,20 @@ def test_failed_and_missing_seeds_are_shown_not_dropped(tmp_path):
     assert row.average is None and row.average_marker == "0/4 tasks"
 
 
+def test_seeds_a_profile_left_out_are_not_run_not_missing(tmp_path):
+    recs = [record("finetune", "SST-2", s, 0.8 + s / 1000, profile="cpu") for s in (13, 21, 42)]
+    recs += [record("bitfit", "SST-2", 13, 0.7, profile="cpu")]
+    recs[-1]["planned_seeds"] = [13]
+    recs += [record("lora", "SST-2", 13, 0.6, profile="cpu")]  # no planned_seeds: 2 missing
+    table = _table(write_all(tmp_path, recs))
+    _, ptr = _cell(table, "bitfit", "SST-2")
+    assert [s.status for s in ptr.seeds] == ["ok", "not run", "not run"]
+    assert ptr.marker == "1/3 seeds; 2 not run" and ptr.status == "incomplete"
+    assert fmt.cell_text(ptr) == "70.0 (n/a)"  # one seed has no spread, even with ddof=0
+    _, lora = _cell(table, "lora", "SST-2")
+    assert lora.marker == "1/3 seeds; 2 missing"
+
+
 def test_bold_marks_every_tie_at_display_precision(tmp_path):
     table = _table(write_all(tmp_path, standard_set()))
     rte = next(c for c in table.columns if c.task == "RTE")
@@ -236,7 +250,7 @@ def test_markdown_marks_incomplete_cells_and_ties(report_dir):
     md = (report_dir / "leaderboard.md").read_text()
     assert "ddof=0: population std, as LM-BFF" in md
     lora = next(line for line in md.splitlines() if line.startswith("| lora |"))
-    assert "**95.0 (0.0)** [1/3 seeds; 1 failed, 1 missing]" in lora
+    assert "**95.0 (n/a)** [1/3 seeds; 1 failed, 1 missing]" in lora
     assert "**70.0 (0.0)**" in lora  # RTE tie with prompt-finetune: both bold
     pft = next(line for line in md.splitlines() if line.startswith("| prompt-finetune |"))
     assert "**70.0 (0.0)**" in pft and "missing [0/3 seeds; 3 missing]" in pft
@@ -311,7 +325,7 @@ def test_latex_tables_parse(report_dir):
     for path in tables:
         check_latex(path.read_text())
     main = (report_dir / "tables" / "test-k16-tiny-roberta-main.tex").read_text()
-    assert "\\textbf{95.0} (0.0)$^\\dagger$" in main  # best, and marked incomplete
+    assert "\\textbf{95.0} (n/a)$^\\dagger$" in main  # best, and marked incomplete
     assert main.count("\\textbf{70.0}") == 2  # the RTE tie
     assert "lora/SST-2: 1/3 seeds; 1 failed, 1 missing" in main
     assert "ddof=0" in main and "\\multicolumn{6}{l}{\\emph{Full fine-tuning}}" in main

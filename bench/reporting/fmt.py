@@ -47,12 +47,17 @@ def score(x: float | None) -> str:
 
 
 def cell_text(cell: Cell) -> str:
-    """'92.7 (0.9)': mean (std) x100; 'failed' or 'missing' when no seed finished."""
+    """'92.7 (0.9)': mean (std) x100; 'failed' or 'missing' when no seed finished; std 'n/a'
+    for one seed (with ddof=0 it would read 0.0)."""
     st = cell.stats
     if st.mean is None:
         return cell.status
-    std = "n/a" if st.std is None else f"{100 * st.std:.1f}"
-    return f"{score(st.mean)} ({std})"
+    return f"{score(st.mean)} ({std_text(st)})"
+
+
+def std_text(st) -> str:
+    """The std x100 as shown; 'n/a' when undefined (ddof=1) or from one seed."""
+    return "n/a" if st.std is None or st.n < 2 else f"{100 * st.std:.1f}"
 
 
 def best_rows(table: Table, col: Column) -> set[str]:

@@ -113,8 +113,7 @@ def _cell(row, col, bold: bool, marks: list[str]) -> str:
         text = rf"\emph{{{cell.status}}}"
     else:
         mean = fmt.score(st.mean)
-        std = "n/a" if st.std is None else f"{100 * st.std:.1f}"
-        text = (rf"\textbf{{{mean}}}" if bold else mean) + f" ({std})"
+        text = (rf"\textbf{{{mean}}}" if bold else mean) + f" ({fmt.std_text(st)})"
     if cell.marker and st.mean is not None:  # a failed/missing cell says so in its text
         marks.append(f"{row.method_label}/{col.label}: {cell.marker}")
         text += r"$^\dagger$"
