@@ -160,14 +160,15 @@ def hardware() -> dict:
 
 
 def git_state(repo: Path | None = None) -> dict:
-    """Commit of the harness and whether its working tree differs from it."""
+    """Commit of the harness and whether its working tree differs from it (results/ aside:
+    sweeps and reports write there)."""
     repo = repo or Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
             cwd=repo,
             capture_output=True,
             text=True,

@@ -480,3 +480,22 @@ def test_two_workers_on_one_journal_file_split_the_cells(tmp_path, data_root):
     ops = [json.loads(line) for line in (results / "small" / "optuna.journal").open()]
     created = Counter(op["study_name"] for op in ops if op["op_code"] == 0)
     assert created == Counter({c.study_name: 1 for c in cells})
+
+
+def test_records_call_the_code_dirty_but_not_the_results_a_sweep_writes(tmp_path):
+    from bench.measure import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)  # fmt: skip
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "leaderboard.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    (tmp_path / "results" / "leaderboard.md").unlink()  # a fresh `make reproduce` run
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path)["dirty"] is True
