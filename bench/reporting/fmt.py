@@ -141,8 +141,9 @@ def protocol_lines(agg: Aggregate) -> list[str]:
         f"({ddof_text(agg.ddof)}), median, number of seeds and of trials; scores x100 in the "
         "task's primary metric (GLUE conventions).",
         "A cell's expected seeds are those seen for its backbone and task under any method: "
-        "a seed whose run failed is 'failed', one without a record is 'missing'; neither "
-        "enters the mean, and a cell lacking any is marked 'n/N seeds'.",
+        "a seed whose run failed is 'failed', one without a record is 'missing' (or 'not run' "
+        "when the profile ran the method on fewer seeds); none enters the mean, a cell lacking "
+        "any is marked 'n/N seeds', and a one-seed cell's std is n/a.",
         "Average: unweighted mean over a table's columns, given only when every column has a "
         "mean. Bold: the best mean per column as displayed (ties: all). Trainable parameters, "
         "peak memory and train time: medians over a row's finished runs.",

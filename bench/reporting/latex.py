@@ -99,7 +99,9 @@ def main_table(table: Table, ddof: int) -> str:
     )
     if marks:
         caption += r" $\dagger$ " + _caption(
-            "not every expected seed finished: " + "; ".join(marks) + "."
+            "not every seed of the setting has a score (failed, missing or not run): "
+            + "; ".join(marks)
+            + "."
         )
     lines += [rf"\caption{{{caption}}}"]
     lines += [rf"\label{{tab:tunebench-main-{fmt.table_slug(table)}}}", r"\end{table}"]
