@@ -44,7 +44,7 @@ def _options(p: argparse.ArgumentParser, default_profile: str | None = None) -> 
     p.add_argument("--no-progress", action="store_true", help="no progress bar (lines only)")
     p.add_argument("--data-dir", help="data root (default: $TUNEBENCH_DATA, else ./data/original)")
     for name, what in (("tasks", "task"), ("methods", "method (registry name or label)"),
-                       ("backbones", "backbone")):  # fmt: skip
+                       ("backbones", "backbone"), ("seeds", "seed")):  # fmt: skip
         p.add_argument(
             f"--{name}",
             help=f"only these cells: comma-separated {what}s of the profile (a subset that "
@@ -110,12 +110,13 @@ def _only_notes(notes: list[str], args) -> list[str]:
 
 
 def _only(cells: list, args) -> list:
-    """The cells that ``--tasks``/``--methods``/``--backbones`` keep; a name the profile does
-    not have is an error that lists the ones it has."""
+    """The cells that ``--tasks``/``--methods``/``--backbones``/``--seeds`` keep; a name the
+    profile does not have is an error that lists the ones it has."""
     for option, values_of in (
         ("tasks", lambda c: {c.task}),
         ("methods", lambda c: {c.method, c.label}),
         ("backbones", lambda c: {c.backbone}),
+        ("seeds", lambda c: {str(c.seed)}),
     ):
         wanted = getattr(args, option, None)
         if not wanted:
@@ -260,7 +261,8 @@ def _run_workers(args, profile, n_todo: int) -> None:
             str(args.results), "--pool-worker", "--threads", str(threads)]  # fmt: skip
     for flag, value in (("--storage", args.storage), ("--device", args.device),
                         ("--data-dir", args.data_dir), ("--tasks", args.tasks),
-                        ("--methods", args.methods), ("--backbones", args.backbones)):  # fmt: skip
+                        ("--methods", args.methods), ("--backbones", args.backbones),
+                        ("--seeds", args.seeds)):  # fmt: skip
         if value:
             argv += [flag, value]
     procs = [subprocess.Popen(argv) for _ in range(args.workers)]

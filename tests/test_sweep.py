@@ -334,6 +334,8 @@ def test_only_options_keep_a_subset_of_the_cells(tmp_path, data_root, capsys):
     assert main([*args, "--methods", "head-only,zero-shot", "--tasks", "RTE"]) == 0
     out = capsys.readouterr().out
     assert "6 cells: 0 done" in out and "finetune" not in out.replace("head-only", "")
+    assert main([*args, "--methods", "head-only", "--seeds", "13"]) == 0
+    assert "1 cells: 0 done" in capsys.readouterr().out  # seed 13 first, the rest later
     assert main([*args, "--tasks", "SST-2"]) == 2
     assert "--tasks: SST-2 not in this profile; it has: RTE" in capsys.readouterr().err
 
