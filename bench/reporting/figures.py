@@ -53,12 +53,19 @@ def params_figure(table: Table):
     shown = [(r, x, y) for r, x, y in points if y is not None and x is not None]
     positive = [x for _, x, _ in shown if x > 0]
     zero_at = min(positive) / 10 if positive else 1.0  # where "0 trainable" is drawn
+    labels: dict[tuple[float, float], list[str]] = {}  # one label per point, names joined
     for r, x, y in shown:
         px = x if x > 0 else zero_at
         ax.scatter([px], [100 * y], s=40, color=fmt.family_colour(r.family), zorder=3)
-        ax.annotate(
-            r.method_label, (px, 100 * y), xytext=(5, 4), textcoords="offset points", fontsize=8
-        )
+        labels.setdefault((px, round(100 * y, 1)), []).append(r.method_label)
+    ys = [y for _, y in labels]
+    near = 0.035 * (max(ys) - min(ys)) if ys else 0  # closer than this: stack the labels
+    placed: list[tuple[float, float]] = []
+    for (px, y), names in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        below = sum(p == px and abs(q - y) < near for p, q in placed)
+        placed.append((px, y))
+        ax.annotate(", ".join(names), (px, y), xytext=(5, 4 - 9 * below),
+                    textcoords="offset points", fontsize=8)  # fmt: skip
     ax.set_xscale("log")
     if shown and not positive:
         ax.set_xlim(zero_at / 10, zero_at * 10)
