@@ -430,3 +430,15 @@ def test_cli_report(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("tunebench: error: no run records under") and err.count("\n") == 1
     assert main(["report", "--results", str(tmp_path / "nope")]) == 2
+
+
+def test_points_at_one_place_share_a_label_and_close_labels_stack(tmp_path):
+    from bench.reporting.figures import params_figure
+
+    recs = [record("finetune", "SST-2", s, 0.80, profile="cpu") for s in (13, 21)]
+    recs += [record("prompt-finetune", "SST-2", s, 0.80, profile="cpu") for s in (13, 21)]
+    recs += [record("bitfit", "SST-2", s, 0.50, profile="cpu") for s in (13, 21)]
+    recs += [record("lora", "SST-2", s, 0.60, profile="cpu") for s in (13, 21)]
+    fig = params_figure(_table(write_all(tmp_path, recs)))
+    texts = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert texts == ["bitfit", "finetune, prompt-finetune", "lora"]
