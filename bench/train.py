@@ -86,6 +86,18 @@ def _features(model, items, examples, batch_size) -> torch.Tensor:
     return data.FEATURES.get(key, compute_all)
 
 
+def task_metrics(task: Task, probs: np.ndarray, examples: Sequence[Example]) -> dict:
+    """The task's metrics of class probabilities (N, C): the argmax against the labels, and
+    for a regression task (STS-B) score = 5 * p(label 1) against the gold scores."""
+    return compute(
+        task.metrics,
+        probs.argmax(-1),
+        [e.label for e in examples],
+        scores=5.0 * probs[:, -1] if task.regression else None,
+        targets=[e.score for e in examples] if task.regression else None,
+    )
+
+
 def evaluate(
     model,
     task: Task,
@@ -109,16 +121,8 @@ def evaluate(
             out = model(batch).float()
             logits[idx] = out
             loss_sum += model.loss(out, batch).item() * len(idx)
-    probs = logits.softmax(-1).numpy()
-    metrics = compute(
-        task.metrics,
-        probs.argmax(-1),
-        [e.label for e in examples],
-        scores=5.0 * probs[:, -1] if task.regression else None,
-        targets=[e.score for e in examples] if task.regression else None,
-    )
     return Evaluation(
-        metrics,
+        task_metrics(task, logits.softmax(-1).numpy(), examples),
         loss_sum / max(len(items), 1),
         time.perf_counter() - start,
         len(items),

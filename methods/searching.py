@@ -11,9 +11,9 @@ import torch
 
 from bench import data
 from bench.errors import BackboneError
-from bench.metrics import compute
 from bench.model import TaskModel
 from bench.prompts import Tokens
+from bench.train import task_metrics
 from tasks import Example, Task
 
 
@@ -89,15 +89,7 @@ def class_scores_metrics(task: Task, logits: torch.Tensor, examples: Sequence[Ex
     else:
         target = torch.tensor([e.label for e in examples])
     loss = torch.nn.functional.cross_entropy(logits.float(), target).item()
-    p = probs.numpy()
-    metrics = compute(
-        task.metrics,
-        p.argmax(-1),
-        [e.label for e in examples],
-        scores=5.0 * p[:, -1] if task.regression else None,
-        targets=[e.score for e in examples] if task.regression else None,
-    )
-    return {**metrics, "loss": loss}
+    return {**task_metrics(task, probs.numpy(), examples), "loss": loss}
 
 
 def ranking_key(task: Task, scores: dict) -> tuple[float, float]:
