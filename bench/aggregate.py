@@ -414,8 +414,9 @@ def _table(setting: Setting, backbone: str, recs: list[Record], ddof: int) -> Ta
     rows = []
     for label, mrecs in by_method.items():
         first = mrecs[0].cell
+        planned = _planned(mrecs)
         cells = {
-            col: _cell(col, tuple(sorted(expected[(col.task, col.partial)])), mrecs, ddof)
+            col: _cell(col, tuple(sorted(expected[(col.task, col.partial)])), mrecs, planned, ddof)
             for col in columns
         }
         ok = [r for r in mrecs if r.ok]
@@ -470,13 +471,14 @@ def _rank(order: list[str], name: str) -> int:
     return order.index(name) if name in order else len(order)
 
 
-def _cell(col: Column, expected: tuple[int, ...], recs: list[Record], ddof: int) -> Cell:
+def _cell(
+    col: Column, expected: tuple[int, ...], recs: list[Record], planned: set[int] | None, ddof: int
+) -> Cell:
     mine = {
         r.cell["seed"]: r
         for r in recs
         if (r.cell["task"], r.cell["partial"]) == (col.task, col.partial)
     }
-    planned = _planned(recs)
     seeds = tuple(
         _seed(col, s, mine.get(s))
         if s in mine or planned is None or s in planned
