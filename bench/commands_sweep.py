@@ -93,35 +93,37 @@ def _plan(args):
     return profile, _only(cells, args), _only_notes(notes, args), root
 
 
-def _only_notes(notes: list[str], args) -> list[str]:
-    """The "not applicable" notes about cells the subset options would keep."""
-    out = []
-    for note in notes:
-        label, rest = note.split(" on ", 1)
-        backbone, task = rest.split(":", 1)[0].split(", ")
-        of = {"tasks": {task}, "methods": {label, label.split("+")[0]}, "backbones": {backbone}}
-        if all(
-            not getattr(args, option, None)
-            or of[option] & {w.strip() for w in getattr(args, option).split(",")}
-            for option in of
-        ):
-            out.append(note)
-    return out
+# --tasks/--methods/--backbones/--seeds: what each keeps of a cell (or a skipped method)
+_SUBSET = (
+    ("tasks", lambda c: {c.task}),
+    ("methods", lambda c: {c.method, c.label}),
+    ("backbones", lambda c: {c.backbone}),
+    ("seeds", lambda c: {str(c.seed)}),
+)
+
+
+def _wanted(args, option: str) -> set[str]:
+    return {w.strip() for w in (getattr(args, option, None) or "").split(",") if w.strip()}
+
+
+def _only_notes(notes: list, args) -> list:
+    """The "not applicable" notes (``bench.profile.Skipped``) about cells the subset options
+    would keep; they have no seed."""
+    filters = [
+        (values_of, wanted)
+        for option, values_of in _SUBSET
+        if option != "seeds" and (wanted := _wanted(args, option))
+    ]
+    return [n for n in notes if all(values_of(n) & wanted for values_of, wanted in filters)]
 
 
 def _only(cells: list, args) -> list:
     """The cells that ``--tasks``/``--methods``/``--backbones``/``--seeds`` keep; a name the
     profile does not have is an error that lists the ones it has."""
-    for option, values_of in (
-        ("tasks", lambda c: {c.task}),
-        ("methods", lambda c: {c.method, c.label}),
-        ("backbones", lambda c: {c.backbone}),
-        ("seeds", lambda c: {str(c.seed)}),
-    ):
-        wanted = getattr(args, option, None)
-        if not wanted:
+    for option, values_of in _SUBSET:
+        names = _wanted(args, option)
+        if not names:
             continue
-        names = {w.strip() for w in wanted.split(",") if w.strip()}
         known = set().union(*(values_of(c) for c in cells))
         missing = sorted(names - known)
         if missing:

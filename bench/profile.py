@@ -239,7 +239,21 @@ class SweepCell:
         return f"{self.profile}/{self.name}"
 
 
-def plan(profile: Profile, data_root: Path | None) -> tuple[list[SweepCell], list[str]]:
+@dataclass(frozen=True)
+class Skipped:
+    """A (backbone, task, method) a profile with ``methods = "all"`` leaves out, and why."""
+
+    backbone: str
+    task: str
+    method: str
+    label: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.label} on {self.backbone}, {self.task}: not applicable ({self.reason})"
+
+
+def plan(profile: Profile, data_root: Path | None) -> tuple[list[SweepCell], list[Skipped]]:
     """The profile's cells, in the order they run: backbone, task, method, K, then seed, so
     one method's seeds run one after another (frozen features and zero-shot test passes come
     from the in-process cache); and notes on what was left out because the method cannot run
@@ -277,7 +291,7 @@ def _method_run(profile: Profile, entry: Entry, backbone: str, task: str, notes:
     hp = _hyperparameters(method, settings, profile)
     reason = refusal(method, backbone, task, hp)
     if reason and profile.entries == "all":
-        notes.append(f"{method.label(hp)} on {backbone}, {task}: not applicable ({reason})")
+        notes.append(Skipped(backbone, task, method.name, method.label(hp), reason))
         return None
     if reason:
         raise ProfileError(f"profile {profile.path}: {task}: {reason}")
