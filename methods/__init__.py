@@ -1,8 +1,15 @@
-"""Method plugins. Adding a method = one module in this folder + one line below."""
+"""Method plugins. Adding a method = one module in this folder + one line below.
+
+Holds: ``base`` (the ``Method`` protocol and shared builders), one module per method, and the
+machinery they share: ``prompting/`` (soft-prompt modules, search helpers) and
+``verbalizers/``.
+May import: ``bench.engine``, ``bench.backbones``, ``bench.core``, ``tasks``; never
+``bench.run``, ``bench.sweep``, ``bench.report`` or ``bench.cli``.
+"""
 
 from __future__ import annotations
 
-from bench.errors import unknown
+from bench.core.errors import unknown
 from methods import (
     autoprompt,
     bitfit,

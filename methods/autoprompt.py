@@ -50,13 +50,13 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from bench.adapters import cache_kwarg
-from bench.data import collate
-from bench.errors import TunebenchError
-from bench.model import TaskModel
-from bench.prompts import SLOT, TOKEN, Tokens, template_pieces
+from bench.core.errors import TunebenchError
+from bench.engine.data import collate
+from bench.engine.model import TaskModel
+from bench.engine.prompts import SLOT, TOKEN, Tokens, template_pieces
 from methods.base import Method, set_trainable, task_prompt, verbalizer_model
-from methods.searching import (
+from methods.prompting.adapters import cache_kwarg
+from methods.prompting.search import (
     class_scores_metrics,
     first_words,
     frozen,

@@ -13,23 +13,23 @@ Two optional hooks, used by the searched-prompt methods and the verbalizers:
   passes it to ``build`` as ``hp["found"]``, times it and caches it per cell and per the
   hyperparameters named in ``search_keys``, so a sweep's trials search once.
 - ``verbalizer`` (a hyperparameter of every method that reads the LM head; ``manual`` by
-  default) picks how label words become class scores; see ``bench.verbalizers``.
+  default) picks how label words become class scores; see ``methods.verbalizers.registry``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from bench.backbones import Backbone
-from bench.errors import BackboneError, TunebenchError, unknown
-from bench.model import ClassifierHead, TaskModel
-from bench.prompts import Encoder, Renderer
-from bench.train import Hyper
-from bench.verbalizers import VERBALIZERS, get_verbalizer
+from bench.backbones.catalog import Backbone
+from bench.core.errors import BackboneError, TunebenchError, unknown
+from bench.engine.model import ClassifierHead, TaskModel
+from bench.engine.prompts import Encoder, renderer, task_prompt  # noqa: F401 (the methods' API)
+from bench.engine.train import Hyper
+from methods.verbalizers.registry import VERBALIZERS, get_verbalizer
 from tasks import Prompt, Task
 
 FAMILIES = ("full", "partial", "prompt")
@@ -143,43 +143,6 @@ def _cast(value, default, key):
 
 
 # --- shared builders -------------------------------------------------------------------
-
-
-def task_prompt(backbone: Backbone, task: Task, hp: Mapping) -> Prompt:
-    """The prompt a method reads: what its search found (``hp["found"]``: a template and/or
-    label words), else the task's named variant (``auto``: the causal one on a causal LM)."""
-    found = hp.get("found") or {}
-    if found.get("template") or found.get("words"):
-        base = task_prompt(backbone, task, {k: v for k, v in hp.items() if k != "found"})
-        return replace(
-            base,
-            template=found.get("template") or base.template,
-            words=tuple(found.get("words") or base.words),
-            note="found by search",
-        )
-    name = hp.get("prompt", "auto")
-    if name == "auto":
-        name = "causal" if backbone.kind == "causal" and "causal" in task.prompts else "default"
-    return task.prompt_variant(name)
-
-
-def renderer(
-    backbone: Backbone,
-    task: Task,
-    hp: Mapping,
-    style: str,
-    demos: int = 0,
-    prompt: Prompt | None = None,
-) -> Renderer:
-    """``prompt``: a method's own version of the task's prompt (e.g. with pseudo tokens)."""
-    if style == "prompt" and prompt is None:
-        prompt = task_prompt(backbone, task, hp)
-    return Renderer(
-        style=style,
-        prompt=prompt,
-        demos_per_label=demos,
-        max_length=hp.get("max_length") or task.max_length,
-    )
 
 
 def set_trainable(

@@ -28,11 +28,11 @@ import math
 import numpy as np
 import torch
 
-from bench.errors import TunebenchError
+from bench.core.errors import TunebenchError
 from methods.base import Method, verbalizer_model
 from methods.finetune import space
 from methods.prompt_finetune import build
-from methods.searching import (
+from methods.prompting.search import (
     answer_states,
     class_scores_metrics,
     first_words,

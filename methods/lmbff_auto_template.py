@@ -36,8 +36,8 @@ from dataclasses import replace
 
 import torch
 
-from bench.errors import BackboneError, TunebenchError
-from bench.train import Hyper, evaluate, train
+from bench.core.errors import BackboneError, TunebenchError
+from bench.engine.train import Hyper, evaluate, train
 from methods.base import Method, task_prompt, verbalizer_model
 from methods.finetune import space
 from methods.prompt_finetune import build
@@ -160,7 +160,7 @@ def t5_phrases(name: str, task: Task, prompt: Prompt, split) -> list[tuple[str, 
     summed over the examples (LM-BFF runs one beam search over all examples jointly)."""
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
-    from bench.backbones import _hub_reachable, _in_hf_cache
+    from bench.backbones.catalog import _hub_reachable, _in_hf_cache
 
     if not _in_hf_cache(name) and not _hub_reachable():
         raise BackboneError(
@@ -217,8 +217,8 @@ def generate(backbone, task: Task, prompt: Prompt, split, hp) -> tuple[list, str
 def _causal_generator(name: str, backbone):
     """The cell's own backbone when it is the generator (still untouched before the build),
     else the catalog model, loaded once per process."""
-    from bench.backbones import get_spec
-    from bench.runner import pristine_backbone
+    from bench.backbones.cache import pristine_backbone
+    from bench.backbones.catalog import get_spec
 
     if name == backbone.name:
         return backbone
@@ -243,7 +243,7 @@ def dev_score(backbone, task: Task, split, hp, prompt: Prompt) -> dict:
 def finetuned_score(backbone, task: Task, split, hp, template: str) -> float:
     """Dev score after a short prompt-based fine-tuning with ``template``, of a copy of the
     backbone (``finetune_steps`` steps at ``finetune_lr``, the best dev state)."""
-    from bench.backbones import Backbone
+    from bench.backbones.catalog import Backbone
 
     b = Backbone(backbone.spec, copy.deepcopy(backbone.model), backbone.tokenizer)
     torch.manual_seed(split.seed)

@@ -13,10 +13,9 @@ from functools import partial
 
 import torch
 
-from bench.adapters import PseudoTokens, position_offset
-from bench.errors import TunebenchError
-from bench.model import ClassifierHead
-from bench.prompts import PSEUDO, with_pseudo_tokens
+from bench.core.errors import TunebenchError
+from bench.engine.model import ClassifierHead
+from bench.engine.prompts import PSEUDO, with_pseudo_tokens
 from methods.base import (
     Method,
     adapter_and_classifier,
@@ -24,6 +23,7 @@ from methods.base import (
     task_prompt,
     verbalizer_model,
 )
+from methods.prompting.adapters import PseudoTokens, position_offset
 
 
 def layout(hp) -> tuple[int, int, int]:

@@ -12,10 +12,10 @@ training starts.
 
 import torch
 
-from bench.adapters import KVPrefix, cache_kwarg, position_offset
-from bench.prompts import SLOT, Tokens
+from bench.engine.prompts import SLOT, Tokens
 from methods.base import Method, adapter_and_classifier, head_model, set_trainable, task_prompt
 from methods.prefix_tuning import refuse
+from methods.prompting.adapters import KVPrefix, cache_kwarg, position_offset
 
 
 def start_ids(backbone, task, hp) -> list[int]:

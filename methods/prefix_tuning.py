@@ -5,8 +5,8 @@ position for the label words, or a classifier head (option ``head``)."""
 
 import torch
 
-from bench.adapters import KVPrefix, cache_kwarg, position_offset
 from methods.base import Method, adapter_and_classifier, head_model, set_trainable
+from methods.prompting.adapters import KVPrefix, cache_kwarg, position_offset
 
 
 def build(backbone, task, hp):

@@ -10,10 +10,10 @@ vocabulary for the rest (the paper's best); ``vocab``, embeddings of random voca
 
 import torch
 
-from bench.adapters import PromptVectors, position_offset
-from bench.errors import TunebenchError
-from bench.prompts import Tokens
+from bench.core.errors import TunebenchError
+from bench.engine.prompts import Tokens
 from methods.base import Method, adapter_and_classifier, head_model, set_trainable, task_prompt
+from methods.prompting.adapters import PromptVectors, position_offset
 
 
 def initial_vectors(backbone, task, hp) -> torch.Tensor:

@@ -10,7 +10,7 @@ the set of words slot j may take (the distinct v_j(c) over classes):
 
 and the loss is the cross-entropy of softmax_c(score). On a masked LM the M slots are masks in
 one input; on a causal LM one input holds every sub-prompt and each is read at the token
-before its answer slot (``bench.prompts``), so all M sub-answers cost one forward pass.
+before its answer slot (``bench.engine.prompts``), so all M sub-answers cost one forward pass.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.errors import TunebenchError, unknown
-from bench.model import TaskModel, lm_transform
-from bench.prompts import Encoder
+from bench.core.errors import TunebenchError, unknown
+from bench.engine.model import TaskModel, lm_transform
+from bench.engine.prompts import Encoder
 from methods.base import Method, renderer, set_trainable
 from methods.finetune import space  # the same search as (prompt-based) fine-tuning
 from tasks import Prompt, Task

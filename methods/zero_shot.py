@@ -27,7 +27,7 @@ class CalibratedHead(nn.Module):
 
 def content_free_log_prior(model, task) -> torch.Tensor:
     """Mean label-word distribution over content-free inputs, in log space, (C,)."""
-    from bench.data import collate
+    from bench.engine.data import collate
 
     texts = ["N/A", "", model.encoder.tokens.tok.mask_token or "N/A"]
     exs = [Example(text_a=t, text_b=t if task.is_pair else None, label=0) for t in texts]

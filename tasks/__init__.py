@@ -1,4 +1,8 @@
-"""Task adapters: declarative records (``tasks.catalog``) and their readers (``tasks.readers``)."""
+"""Task adapters: declarative records (``tasks.catalog``), their readers (``tasks.readers``),
+PTR's rules (``tasks.ptr_rules``) and LM-BFF's K-shot sampling (``tasks.splits``).
+
+May import: ``bench.core`` only.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ def get_task(name: str) -> Task:
     """The task named ``name`` (case-insensitive: "sst-2" and "SST-2" are the same task)."""
     canonical = _BY_FOLDED.get(name.lower())
     if canonical is None:
-        from bench.errors import unknown
+        from bench.core.errors import unknown
 
         raise unknown("task", name, TASKS)
     return TASKS[canonical]

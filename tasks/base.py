@@ -2,7 +2,7 @@
 
 A task is data: its files in LM-BFF's ``data/original/`` layout, which columns hold the
 text and the label, the labels in a fixed order, its metrics, its maximum length, and its
-prompts. Readers (``tasks.readers``) and the sampler (``bench.splits``) interpret it.
+prompts. Readers (``tasks.readers``) and the sampler (``tasks.splits``) interpret it.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Task:
         if name in ("default", "manual"):
             return self.prompt
         if name not in self.prompts:
-            from bench.errors import unknown
+            from bench.core.errors import unknown
 
             raise unknown(f"prompt of task {self.name}", name, ["default", *self.prompts])
         return self.prompts[name]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 from tasks.base import Column, Example, Files, Task
 
 DATA_ENV = "TUNEBENCH_DATA"

@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench.data import collate
-from bench.errors import BackboneError
-from bench.prompts import Encoder, Renderer
-from bench.runner import fresh_backbone
+from bench.backbones.cache import fresh_backbone
+from bench.core.errors import BackboneError
+from bench.engine.data import collate
+from bench.engine.prompts import Encoder, Renderer
 from methods import get_method
 from methods import lmbff_auto_template as auto
 from methods.base import task_prompt, verbalizer_model
@@ -81,7 +81,7 @@ def test_search_picks_the_planted_best_template(backbone):
 
 def test_candidate_scores_are_zero_shot_dev_scores():
     """Each recorded score is the template's zero-shot metric and loss on the dev set."""
-    from bench.train import evaluate
+    from bench.engine.train import evaluate
 
     b = fresh_backbone("tiny-roberta", CPU)
     dev = TRAIN[::3]
@@ -193,7 +193,7 @@ def test_auto_generator_falls_back_with_a_message(monkeypatch):
 
 
 def test_run_records_the_search(data_root):
-    from bench.runner import Cell, run_cell
+    from bench.run.runner import Cell, run_cell
 
     overrides = {"steps": 2, "eval_every": 2, "generator": "list", "phrases": "Well|So it was"}
     rec = run_cell(

@@ -17,9 +17,9 @@ from huggingface_hub import constants as hf_constants
 from safetensors.torch import load_file
 from transformers import BertModel
 
-from bench import backbones as B
-from bench import tinytok
-from bench.errors import BackboneError, UnknownNameError
+from bench.backbones import catalog as B
+from bench.backbones import tinytok
+from bench.core.errors import BackboneError, UnknownNameError
 
 TINY = ["tiny-bert", "tiny-roberta", "tiny-llama"]
 SAMPLES = ["It was great.", "A terrible, boring film! Review: 3/10", "Is this correct? Maybe."]

@@ -26,13 +26,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench import data
-from bench.cli import main as cli
-from bench.errors import BackboneError, TunebenchError, UnknownNameError
-from bench.measure import count, parameter_report
-from bench.params import count_method_params, meta_backbone
-from bench.runner import fresh_backbone, prepare
-from bench.train import Hyper, evaluate, train
+from bench.backbones.cache import fresh_backbone
+from bench.cli.app import main as cli
+from bench.core.errors import BackboneError, TunebenchError, UnknownNameError
+from bench.engine import data
+from bench.engine.measure import count, parameter_report
+from bench.engine.train import Hyper, evaluate, train
+from bench.run.params import count_method_params, meta_backbone
+from bench.run.runner import prepare
 from methods import REGISTRY, get_method
 from methods.base import COMMON, Method
 from tasks import Example, Task, get_task
@@ -560,7 +561,7 @@ def test_cli_errors_name_the_choices(capsys, data_root, tmp_path):
 @pytest.mark.parametrize("name", ["lora", "zero-shot"])  # a trained and an untrained method
 def test_every_run_records_its_measurements(name, data_root):
     """Trainable and total parameters, peak memory of a step, wall times, examples per second."""
-    from bench.runner import Cell, run_cell
+    from bench.run.runner import Cell, run_cell
 
     method = get_method(name)
     overrides = {"steps": 4, "eval_every": 4} if method.trains else {}
@@ -590,7 +591,7 @@ def test_every_run_records_its_measurements(name, data_root):
 
 
 def test_every_learned_verbalizer_has_a_formula_and_contract_cells():
-    from bench.verbalizers import VERBALIZERS
+    from methods.verbalizers.registry import VERBALIZERS
 
     assert set(VERBALIZERS) - {"manual"} == set(VERBALIZER_PARAMS)
     for v in VERBALIZER_PARAMS:

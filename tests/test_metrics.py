@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from bench.metrics import METRICS, compute
+from bench.core.metrics import METRICS, compute
 
 
 def test_classification_metrics_known_values():

@@ -14,16 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from bench import data
-from bench.cli import main as cli
-from bench.errors import BackboneError
-from bench.model import TaskModel
-from bench.prompts import Encoder, Renderer, template_text
-from bench.runner import fresh_backbone, pristine_backbone, run_trial
-from bench.splits import Split
+from bench.backbones.cache import fresh_backbone, pristine_backbone
+from bench.cli.app import main as cli
+from bench.core.errors import BackboneError
+from bench.engine import data
+from bench.engine.model import TaskModel
+from bench.engine.prompts import Encoder, Renderer, template_text
+from bench.run.runner import run_trial
 from methods import get_method
 from methods.base import renderer
 from tasks import TASKS, Example, Prompt, get_task
+from tasks.splits import Split
 
 TINY = ["tiny-bert", "tiny-roberta", "tiny-llama"]
 MLM = ["tiny-bert", "tiny-roberta"]

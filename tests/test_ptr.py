@@ -10,11 +10,11 @@ import json
 import pytest
 import torch
 
-from bench.cli import main as cli
-from bench.data import collate
-from bench.errors import BackboneError, TunebenchError
-from bench.prompts import Encoder, Renderer
-from bench.runner import fresh_backbone
+from bench.backbones.cache import fresh_backbone
+from bench.cli.app import main as cli
+from bench.core.errors import BackboneError, TunebenchError
+from bench.engine.data import collate
+from bench.engine.prompts import Encoder, Renderer
 from methods import get_method
 from tasks import Example, Prompt, get_task
 from tasks.ptr_rules import RULES
@@ -197,7 +197,7 @@ def test_tasks_command_shows_which_tasks_have_rules(capsys):
 
 
 def test_run_records_the_rules(data_root):
-    from bench.runner import Cell, run_cell
+    from bench.run.runner import Cell, run_cell
 
     rec = run_cell(
         Cell("tiny-llama", "SST-2", "ptr", k=4),
@@ -216,7 +216,7 @@ def test_ptr_refuses_another_verbalizer(monkeypatch):
     """PTR's rules are its verbalizer: another one is refused, not silently ignored."""
     from dataclasses import replace
 
-    from bench import verbalizers
+    from methods.verbalizers import registry as verbalizers
 
     monkeypatch.setitem(verbalizers.VERBALIZERS, "other", replace(verbalizers.MANUAL, name="other"))
     method = get_method("ptr")

@@ -10,12 +10,12 @@ from collections import Counter
 import pytest
 import torch
 
-from bench.backbones import availability
-from bench.runner import fresh_backbone
-from bench.splits import sample_split
-from bench.train import evaluate
+from bench.backbones.cache import fresh_backbone
+from bench.backbones.catalog import availability
+from bench.engine.train import evaluate
 from methods import get_method
 from tasks import get_task
+from tasks.splits import sample_split
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from report_records import record, standard_set, write, write_all
 
-from bench.aggregate import (
+from bench.report import fmt, latex
+from bench.report.aggregate import (
     FAMILY_ORDER,
     RecordError,
     aggregate,
@@ -26,9 +27,8 @@ from bench.aggregate import (
     load_records,
     summarize,
 )
-from bench.published import load_published, matches
-from bench.report import make_report
-from bench.reporting import fmt, latex
+from bench.report.make import make_report
+from bench.report.published import load_published, matches
 
 
 @pytest.fixture(scope="module")
@@ -418,7 +418,7 @@ def test_published_match_states_the_difference_and_protocol(tmp_path):
 
 
 def test_cli_report(tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.app import main
 
     write(tmp_path, record("finetune", "SST-2", 13, 0.8))
     assert main(["report", "--results", str(tmp_path), "--ddof", "1"]) == 0
@@ -433,7 +433,7 @@ def test_cli_report(tmp_path, capsys):
 
 
 def test_points_at_one_place_share_a_label_and_close_labels_stack(tmp_path):
-    from bench.reporting.figures import params_figure
+    from bench.report.figures import params_figure
 
     recs = [record("finetune", "SST-2", s, 0.80, profile="cpu") for s in (13, 21)]
     recs += [record("prompt-finetune", "SST-2", s, 0.80, profile="cpu") for s in (13, 21)]

@@ -11,7 +11,7 @@ import shutil
 import pytest
 from report_records import record, standard_set, write_all
 
-from bench.report import make_report
+from bench.report.make import make_report
 
 CHROMIUM_FLAGS = [
     "--headless",

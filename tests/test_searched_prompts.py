@@ -30,13 +30,13 @@ import re
 import pytest
 import torch
 
-from bench.errors import TunebenchError
-from bench.prompts import Encoder, Renderer, Tokens
-from bench.runner import fresh_backbone
-from bench.splits import Split
+from bench.backbones.cache import fresh_backbone
+from bench.core.errors import TunebenchError
+from bench.engine.prompts import Encoder, Renderer, Tokens
 from methods import get_method
 from methods.autoprompt import Searcher, layout
 from tasks import Example, Prompt, get_task
+from tasks.splits import Split
 
 CPU = torch.device("cpu")
 TASK = get_task("SST-2")  # causal prompt "Review: {s1}\nSentiment:{mask}", negative/positive
@@ -323,7 +323,7 @@ def test_auto_label_is_deterministic_and_needs_every_class():
 
 @pytest.mark.parametrize("name", ["autoprompt", "lmbff-auto-label"])
 def test_a_run_records_what_the_search_found(name, data_root):
-    from bench.runner import Cell, run_cell
+    from bench.run.runner import Cell, run_cell
 
     overrides = {"iterations": 2, "candidates": 3} if name == "autoprompt" else {"steps": 2}
     rec = run_cell(Cell("tiny-llama", "SST-2", name, k=4), overrides, data_root, device=CPU)
@@ -342,7 +342,7 @@ def test_a_run_records_what_the_search_found(name, data_root):
 
 
 def test_show_prints_the_searched_prompt(capsys, data_root):
-    from bench.cli import main as cli
+    from bench.cli.app import main as cli
 
     args = ["--task", "SST-2", "--method", "autoprompt", "--backbone", "tiny-llama"]
     sets = ["--set", "iterations=1", "--set", "candidates=2"]

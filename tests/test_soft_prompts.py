@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from bench import cli
-from bench.backbones import availability
-from bench.data import collate
-from bench.errors import BackboneError
-from bench.model import ClassifierHead
-from bench.runner import fresh_backbone
+from bench.backbones.cache import fresh_backbone
+from bench.backbones.catalog import availability
+from bench.cli import app as cli
+from bench.core.errors import BackboneError
+from bench.engine.data import collate
+from bench.engine.model import ClassifierHead
 from methods import get_method
 from tasks import Example, get_task
 
@@ -162,7 +162,7 @@ def expected_method_params(method: str, hp: dict, config, n_pseudo: int) -> int:
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("method,head", CASES)
 def test_trainable_count_is_the_formula(backbone, method, head):
-    from bench.measure import parameter_report
+    from bench.engine.measure import parameter_report
 
     model, hp, b = build(backbone, method, head)
     config = b.model.config

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from bench.cli import main
-from bench.errors import SplitError
-from bench.splits import LMBFF_SEEDS, sample_split, shuffled_order
+from bench.cli.app import main
+from bench.core.errors import SplitError
 from tasks import get_task
+from tasks.splits import LMBFF_SEEDS, sample_split, shuffled_order
 
 WHOLE = ["SST-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec", "CoLA", "RTE", "MRPC", "STS-B"]
 

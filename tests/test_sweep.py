@@ -22,15 +22,15 @@ import optuna
 import pytest
 import torch
 
-from bench import claims, search
-from bench.cli import main
-from bench.profile import ProfileError, SweepCell, load, packaged, plan
-from bench.search import LMBFF_GRID, SearchConfig
-from bench.splits import LMBFF_SEEDS
-from bench.sweep import Context, state, sweep
+from bench.cli.app import main
+from bench.sweep import claims, search
+from bench.sweep.driver import Context, state, sweep
+from bench.sweep.profile import ProfileError, SweepCell, load, packaged, plan
+from bench.sweep.search import LMBFF_GRID, SearchConfig
 from methods import REGISTRY
 from methods.base import Method
 from methods.finetune import METHOD as FINETUNE
+from tasks.splits import LMBFF_SEEDS
 
 REPO = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -343,8 +343,8 @@ def test_only_options_keep_a_subset_of_the_cells(tmp_path, data_root, capsys):
 def test_only_options_keep_the_notes_on_the_cells_they_keep():
     from argparse import Namespace
 
-    from bench.commands_sweep import _only_notes
-    from bench.profile import Skipped
+    from bench.cli.sweep_commands import _only_notes
+    from bench.sweep.profile import Skipped
 
     notes = [
         Skipped("minilm-l6", "RTE", "zero-shot", "zero-shot", "an encoder"),
@@ -487,7 +487,7 @@ def test_two_workers_on_one_journal_file_split_the_cells(tmp_path, data_root):
 
 
 def test_records_call_the_code_dirty_but_not_the_results_a_sweep_writes(tmp_path):
-    from bench.measure import git_state
+    from bench.engine.measure import git_state
 
     def git(*args):
         subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.cli import main
-from bench.errors import DataError, UnknownNameError
+from bench.cli.app import main
+from bench.core.errors import DataError, UnknownNameError
 from tasks import TASKS, get_task
 from tasks.readers import data_root, data_status, read_examples
 

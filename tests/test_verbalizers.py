@@ -12,13 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import kpt
-from bench.data import collate
-from bench.prompts import Tokens
-from bench.protoverb import ProtoHead, instance_instance_loss
-from bench.runner import fresh_backbone, prepare
-from bench.train import Hyper, train
+from bench.backbones.cache import fresh_backbone
+from bench.engine.data import collate
+from bench.engine.prompts import Tokens
+from bench.engine.train import Hyper, train
+from bench.run.runner import prepare
 from methods import get_method
+from methods.verbalizers import kpt
+from methods.verbalizers.protoverb import ProtoHead, instance_instance_loss
 from tasks import Example, get_task
 
 TASK = get_task("SST-2")
@@ -224,7 +225,7 @@ def test_learned_heads_train_on_cached_features_of_a_frozen_trunk(verbalizer):
 
 
 def test_the_record_keeps_the_word_lists(data_root):
-    from bench.runner import Cell, run_cell
+    from bench.run.runner import Cell, run_cell
 
     rec = run_cell(
         Cell("tiny-roberta", "SST-2", "zero-shot", k=4),

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from bench.splits import sample_split
 from tasks import Example, get_task
 from tasks.readers import data_root
+from tasks.splits import sample_split
 
 
 def sst2_rows(n: int, part: str = "train", data_dir: str | None = None) -> list[Example]:

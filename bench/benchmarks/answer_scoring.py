@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from bench import data
+from bench.backbones.cache import fresh_backbone
 from bench.benchmarks import machine_line, median_ms, print_table, spread_ms, sst2_rows
-from bench.runner import fresh_backbone
+from bench.engine import data
 from methods import get_method
 from tasks import get_task
 

@@ -6,7 +6,7 @@
 One process, one model, one batch (the first rows of SST-2's K=16 seed-13 train split, the
 whole training set, so every step sees the same padded batch), for each contender:
 
-- ``harness``: ``bench.train.train`` itself, as the runner calls it. Steps are timed from
+- ``harness``: ``bench.engine.train.train`` itself, as the runner calls it. Steps are timed from
   inside it by a global optimizer post-step hook: the time between two ``optimizer.step()``
   ends is exactly one step of the loop (batching, forward, backward, clipping, AdamW,
   schedule, zero_grad). The step after the first carries the memory probe; both are dropped.
@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from bench import data
+from bench.backbones.cache import fresh_backbone, pristine_backbone
 from bench.benchmarks import machine_line, median_ms, print_table, spread_ms, sst2_rows
-from bench.runner import fresh_backbone, pristine_backbone
-from bench.train import Hyper, train
+from bench.engine import data
+from bench.engine.train import Hyper, train
 from methods import get_method
 from tasks import get_task
 

@@ -1,0 +1,11 @@
+"""Command line: ``tunebench`` and ``python -m bench``. Parses, checks, calls down.
+
+Holds: ``app`` (the command registry, ``main``, tasks/backbones/splits commands),
+``commands`` (run, params, show, methods), ``sweep_commands`` (sweep, reproduce),
+``report_commands`` (report).
+May import: every layer.
+"""
+
+from bench.cli.app import main
+
+__all__ = ["main"]

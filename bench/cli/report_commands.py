@@ -1,0 +1,41 @@
+"""The ``report`` sub-command: run records -> leaderboard, LaTeX tables, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.cli.app import command
+
+
+def _report_options(p) -> None:
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="folder searched recursively for run records; the report is written there "
+        "(default: results)",
+    )
+    p.add_argument(
+        "--ddof",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="delta degrees of freedom of the standard deviation over seeds (default 0, "
+        "the population std LM-BFF reports); every caption states it",
+    )
+
+
+@command(
+    "report",
+    "aggregate run records into leaderboard.md/.csv/.html, tables/*.tex and figures/",
+)(_report_options)
+def cmd_report(args) -> int:
+    from bench.report.make import make_report
+
+    paths = make_report(args.results, ddof=args.ddof)
+    for path in paths:
+        print(path)
+    print(
+        f"\n{len(paths)} files under {args.results}; start with {args.results / 'leaderboard.md'}"
+    )
+    return 0

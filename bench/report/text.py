@@ -1,0 +1,244 @@
+"""The leaderboard as Markdown and CSV, and the long per-cell CSV (every statistic of every cell)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from bench.report import fmt
+from bench.report.aggregate import Aggregate, Column, Table, column_key
+from bench.report.published import Match, Source
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(_md_escape(c) for c in cells) + " |"
+
+
+EFFICIENCY_HEADERS = [
+    "Trainable params",
+    "% of backbone",
+    "Peak memory",
+    "Train time",
+    "Trials/seed",
+]
+
+
+def efficiency_cells(eff: dict) -> list[str]:
+    return [
+        fmt.params(eff["trainable"]),
+        fmt.pct(eff["pct"]),
+        fmt.mib(eff["peak_bytes"]),
+        fmt.seconds(eff["train_s"]),
+        fmt.trials(eff["trials"]),
+    ]
+
+
+def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
+    headers = ["Method", "Family", *(fmt.column_header(c) for c in table.columns), "Avg."]
+    out = [f"## {table.setting.label} — backbone `{table.backbone}`", ""]
+    out += [fmt.table_caption(table, ddof), ""]
+    out += [_md_row(headers + EFFICIENCY_HEADERS)]
+    out += ["|" + "---|" * 2 + "---:|" * (len(headers) - 2 + len(EFFICIENCY_HEADERS))]
+    best = {c: fmt.best_rows(table, c) for c in table.columns}
+    best_avg = fmt.best_average(table)
+    for row in table.rows:
+        cells = [row.method_label, row.family]
+        for col in table.columns:
+            cell = row.cells[col]
+            text = fmt.cell_text(cell)
+            text = f"**{text}**" if row.method_label in best[col] else text
+            cells.append(text + (f" [{cell.marker}]" if cell.marker else ""))
+        avg = fmt.score(row.average)
+        avg = f"**{avg}**" if row.method_label in best_avg else avg
+        cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
+        out.append(_md_row(cells + efficiency_cells(row.efficiency())))
+    out.append("")
+    out += [f"![{alt}]({path})" for alt, path in figures]
+    return out + [""]
+
+
+MATCH_HEADERS = [
+    "Source",
+    "Row",
+    "Setting",
+    "Backbone",
+    "Task",
+    "Published",
+    "Ours",
+    "Ours \u2212 published",
+    "Same protocol",
+    "Verified",
+]
+
+
+def match_rows(found: list[Match]) -> list[list[str]]:
+    """Published values that have a cell of ours, with the difference (points x100)."""
+    rows = []
+    for m in found:
+        spread = "" if m.spread is None else f" ({m.spread:.1f})"
+        ours = fmt.cell_text(m.cell) + (f" [{m.cell.marker}]" if m.cell.marker else "")
+        rows.append(
+            [
+                m.source.id,
+                m.row.row,
+                m.setting.label,
+                m.row.backbone,
+                m.column.label,
+                f"{m.value:.1f}{spread}",
+                ours,
+                fmt.DASH if m.difference is None else f"{m.difference:+.1f}",
+                "yes" if m.same_protocol else "no (seeds differ or incomplete)",
+                "yes" if m.row.verified else "NO",
+            ]
+        )
+    return rows
+
+
+NO_MATCH = (
+    "No cell of ours matches a published one yet: backbone, method, K, task, test set and "
+    "metric must all match. The published tables follow for reference."
+)
+
+
+def source_table(src: Source) -> tuple[list[str], list[list[str]]]:
+    """A published table in the paper's layout, with our method names and a verified flag."""
+    headers = ["Row", "Our method", "Backbone", "K", "Trainable params"]
+    headers += [c.label for c in src.columns] + ["Verified"]
+    rows = []
+    for r in src.rows:
+        values = [
+            "not transcribed"
+            if v is None
+            else f"{v[0]:.1f}" + ("" if v[1] is None else f" ({v[1]:.1f})")
+            for v in r.values
+        ]
+        k = "full" if r.k is None else str(r.k)
+        params = fmt.DASH if r.trainable_params is None else fmt.params(r.trainable_params)
+        rows.append(
+            [r.row, r.method_label or fmt.DASH, r.backbone, k, params, *values]
+            + ["yes" if r.verified else "NO"]
+        )
+    return headers, rows
+
+
+def _md_published(sources: list[Source], found: list[Match]) -> list[str]:
+    out = ["## Published numbers beside ours", ""]
+    if found:
+        out += [_md_row(MATCH_HEADERS), "|" + "---|" * 5 + "---:|" * 3 + "---|" * 2]
+        out += [_md_row(r) for r in match_rows(found)]
+    else:
+        out.append(NO_MATCH)
+    out.append("")
+    for src in sources:
+        out += [f"### {src.citation}", "", f"<{src.url}>. Protocol: {src.protocol}"]
+        out += ["", f"Spread: {src.spread}. Read from: {src.read_from}", ""]
+        headers, rows = source_table(src)
+        out += [_md_row(headers), "|---|---|---|---|---:|" + "---:|" * len(src.columns) + "---|"]
+        out += [_md_row(r) for r in rows] + [""]
+    return out
+
+
+def markdown(agg: Aggregate, figures: dict[str, list[tuple[str, str]]], sources, found) -> str:
+    n_ok = sum(r.ok for r in agg.records)
+    lines = [
+        "# tunebench leaderboard",
+        "",
+        f"Made by `tunebench report` from {len(agg.records)} run records ({n_ok} finished, "
+        f"{len(agg.records) - n_ok} failed) under the results folder"
+        + (f"; {len(agg.skipped)} other JSON files skipped" if agg.skipped else "")
+        + ". Generated: edit the records, not this file, and re-run `make report`.",
+        "",
+        "## How the numbers are made",
+        "",
+        *(f"- {line}" for line in fmt.protocol_lines(agg)),
+        "",
+    ]
+    for table in agg.tables:
+        lines += _md_table(table, agg.ddof, figures.get(fmt.table_slug(table), []))
+    lines += _md_published(sources, found)
+    lines += ["## Notes", ""]
+    lines += [f"- Peak memory: {how}" for how in memory_methods(agg)]
+    lines += [f"- {note}" for note in agg.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def memory_methods(agg: Aggregate) -> list[str]:
+    found = {
+        f"{r.data['memory'].get('device')}: {r.data['memory'].get('how')}"
+        for r in agg.records
+        if r.ok and r.data["memory"].get("how")
+    }
+    return sorted(found)
+
+
+def all_columns(agg: Aggregate) -> list[Column]:
+    seen = {c for t in agg.tables for c in t.columns}
+    return sorted(seen, key=column_key)
+
+
+def _csv_text(rows: list[list]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _num(x: float | None, scale: float = 100.0, digits: int = 2) -> str:
+    return "" if x is None else f"{scale * x:.{digits}f}"
+
+
+def leaderboard_csv(agg: Aggregate) -> str:
+    """One row per (setting, backbone, method); per column: mean and std x100, and seeds."""
+    columns = all_columns(agg)
+    header = ["profile", "k", "backbone", "method_label", "method", "family"]
+    for c in columns:
+        name = f"{c.label} {c.metric} x100"
+        header += [f"{name} mean", f"{name} std (ddof={agg.ddof})", f"{c.label} seeds"]
+    header += ["average x100", "average note", "trainable params", "trainable % of backbone"]
+    header += ["peak memory MiB", "train time s", "trials per seed"]
+    rows = [header]
+    for t in agg.tables:
+        for r in t.rows:
+            line = [t.setting.profile, t.setting.k, t.backbone, r.method_label, r.method, r.family]
+            for c in columns:
+                cell = r.cells.get(c)
+                if cell is None:
+                    line += ["", "", ""]
+                    continue
+                seeds = cell.marker or f"{cell.stats.n}/{len(cell.expected)} seeds"
+                line += [_num(cell.stats.mean), _num(cell.stats.std), seeds]
+            eff = r.efficiency()
+            line += [_num(r.average), r.average_marker]
+            line += ["" if eff["trainable"] is None else str(int(round(eff["trainable"])))]
+            line += [_num(eff["pct"], 1.0, 4), _num(eff["peak_bytes"], 1 / 2**20, 1)]
+            line += [_num(eff["train_s"], 1.0, 2), fmt.trials(eff["trials"])]
+            rows.append(line)
+    return _csv_text(rows)
+
+
+def cells_csv(agg: Aggregate) -> str:
+    """Every cell of every table with every statistic of the protocol, raw scores (0-1)."""
+    header = "profile k backbone method_label method family task partial test_set metric status"
+    header += " seeds_expected seeds_ok seeds_failed seeds_missing ddof mean std median min max"
+    header += " trials_per_seed scores_by_seed failed_errors"
+    rows = [header.split()]
+    for t in agg.tables:
+        for r in t.rows:
+            for c in t.columns:
+                cell, st = r.cells[c], r.cells[c].stats
+                scores = ";".join(
+                    f"{s.seed}:{s.score:.6f}" for s in cell.seeds if s.score is not None
+                )
+                errors = " | ".join(f"{s.seed}: {s.error[:200]}" for s in cell.seeds if s.error)
+                rows.append(
+                    [t.setting.profile, t.setting.k, t.backbone, r.method_label, r.method, r.family]
+                    + [c.task, str(c.partial).lower(), c.test_set, c.metric, cell.status]
+                    + [len(cell.expected), st.n, cell.count("failed"), cell.count("missing")]
+                    + [agg.ddof]
+                    + [_num(v, 1.0, 6) for v in (st.mean, st.std, st.median, st.min, st.max)]
+                    + [fmt.trials(cell.trials), scores, errors]
+                )
+    return _csv_text(rows)

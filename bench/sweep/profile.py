@@ -1,0 +1,383 @@
+"""Sweep profiles: small TOML files that say what a sweep crosses and how hard it searches.
+
+A profile is read as written, with no includes or inheritance. Its keys:
+
+- ``description``; ``backbones``; ``tasks`` (names, or ``"whole"``: every task whose data
+  is whole under the data root); ``k`` and ``seeds`` (lists); ``partial`` (true: tasks run on
+  the partial samples, and their records say so).
+- ``[search]``: the fields of ``bench.sweep.search.SearchConfig`` (mode, trials, pruner, ...).
+- ``[settings]``: hyperparameters fixed for every method (e.g. steps, eval_every).
+- ``methods``: ``"all"`` (every registered method with its defaults, on every backbone that
+  can run it), or ``[[methods]]`` entries: ``method`` (a registered name) and, optionally,
+  ``settings`` (method options and fixed hyperparameters, over the profile's), ``backbones``,
+  ``trials`` and ``seeds`` (instead of the profile's; seeds a subset of its seeds, so the
+  report counts the rest as not run), ``estimate_s`` (expected seconds per cell, shown
+  by ``--dry-run`` and used by the progress bar's ETA).
+- ``[overrides.<method>]`` (with ``methods = "all"`` only): settings for one method over the
+  profile's, e.g. a small search budget for a method whose defaults are sized for real runs.
+
+Fixed settings are never searched. ``plan`` turns a profile into cells, checking every name
+and setting before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.core.errors import BackboneError, TunebenchError
+from bench.sweep.search import MODES, PRUNERS, SearchConfig, searched_names
+from methods import REGISTRY, get_method
+from tasks import TASKS, get_task
+from tasks.readers import data_status
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+_TOP_KEYS = {"description", "backbones", "tasks", "k", "seeds", "partial", "methods", "search",
+             "settings", "overrides"}  # fmt: skip
+_ENTRY_KEYS = {"method", "settings", "backbones", "trials", "seeds", "estimate_s"}
+
+
+class ProfileError(TunebenchError):
+    """A profile that cannot be read or names something unknown (the file is in the message)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One method line of a profile."""
+
+    method: str
+    settings: dict
+    backbones: tuple[str, ...] | None  # None: the profile's
+    trials: int | None  # None: the search's
+    estimate_s: float | None
+    seeds: tuple[int, ...] | None = None  # None: the profile's
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    description: str
+    backbones: tuple[str, ...]
+    tasks: tuple[str, ...] | str  # or "whole"
+    k: tuple[int, ...]
+    seeds: tuple[int, ...]
+    partial: bool
+    search: SearchConfig
+    settings: dict
+    entries: tuple[Entry, ...] | str  # or "all"
+    overrides: dict = dataclasses.field(default_factory=dict)  # method -> settings ("all")
+
+
+def packaged() -> list[str]:
+    """Names of the profiles shipped in bench/sweep/profiles/."""
+    folder = importlib.resources.files("bench.sweep") / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load(name_or_path: str) -> Profile:
+    """A packaged profile by name (``cpu``), or a .toml file by path."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ProfileError(f"profile file {path} not found")
+        text = path.read_text(encoding="utf-8")
+    else:
+        resource = importlib.resources.files("bench.sweep") / "profiles" / f"{name_or_path}.toml"
+        if not resource.is_file():
+            raise ProfileError(
+                f"unknown profile {name_or_path!r}; choose one of: {', '.join(packaged())} "
+                "(or give a path to a .toml file)"
+            )
+        path, text = Path(str(resource)), resource.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"profile {path}: {e}") from None
+    return parse(raw, path.stem, path)
+
+
+def parse(raw: dict, name: str, path: Path) -> Profile:
+    where = f"profile {path}"
+    _only(raw, _TOP_KEYS, where)
+    for key in ("backbones", "tasks", "k", "seeds", "methods"):
+        if key not in raw:
+            raise ProfileError(f"{where}: missing {key!r}")
+    search = dict(raw.get("search", {}))
+    _only(search, {f.name for f in dataclasses.fields(SearchConfig)}, f"{where} [search]")
+    config = SearchConfig(**search)
+    if config.mode not in MODES or config.pruner not in PRUNERS:
+        raise ProfileError(f"{where}: search mode must be one of {MODES}, pruner one of {PRUNERS}")
+    if config.mode == "grid" and not config.grid:
+        raise ProfileError(f"{where}: grid mode needs [search.grid] (name = [values])")
+    methods = raw["methods"]
+    if isinstance(methods, str):
+        if methods != "all":
+            raise ProfileError(f'{where}: methods must be "all" or [[methods]] entries')
+        entries = "all"
+    else:
+        entries = tuple(_entry(e, where) for e in methods)
+        for e in entries:
+            extra = sorted(set(e.seeds or ()) - set(_ints(raw["seeds"], "seeds", where)))
+            if extra:
+                raise ProfileError(
+                    f"{where}: method {e.method}: seeds {extra} are not among the profile's "
+                    f"seeds {raw['seeds']}"
+                )
+    overrides = _overrides(raw.get("overrides", {}), entries, where)
+    tasks = raw["tasks"]
+    if isinstance(tasks, str) and tasks != "whole":
+        raise ProfileError(f'{where}: tasks must be a list of names or "whole"')
+    return Profile(
+        name=name,
+        path=path,
+        description=raw.get("description", ""),
+        backbones=_backbones(raw["backbones"], where),
+        tasks=tasks if isinstance(tasks, str) else tuple(get_task(t).name for t in tasks),
+        k=tuple(_ints(raw["k"], "k", where)),
+        seeds=tuple(_ints(raw["seeds"], "seeds", where)),
+        partial=bool(raw.get("partial", False)),
+        search=config,
+        settings=dict(raw.get("settings", {})),
+        entries=entries,
+        overrides=overrides,
+    )
+
+
+def _overrides(raw, entries, where: str) -> dict:
+    if not raw:
+        return {}
+    if entries != "all":
+        raise ProfileError(
+            f'{where}: [overrides] is for methods = "all"; give a listed method its settings '
+            "in its [[methods]] entry"
+        )
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ProfileError(f"{where}: [overrides] holds one table of settings per method")
+    for name in raw:
+        get_method(name)  # unknown names are reported with the list of choices
+    return {name: dict(settings) for name, settings in raw.items()}
+
+
+def _entry(raw: dict, where: str) -> Entry:
+    _only(raw, _ENTRY_KEYS, f"{where} [[methods]]")
+    if "method" not in raw:
+        raise ProfileError(f"{where}: a [[methods]] entry needs 'method'")
+    get_method(raw["method"])  # the name is checked here, with the list of choices
+    backbones = raw.get("backbones")
+    seeds = raw.get("seeds")
+    return Entry(
+        method=raw["method"],
+        settings=dict(raw.get("settings", {})),
+        backbones=_backbones(backbones, where) if backbones is not None else None,
+        trials=raw.get("trials"),
+        estimate_s=raw.get("estimate_s"),
+        seeds=tuple(_ints(seeds, "seeds", where)) if seeds is not None else None,
+    )
+
+
+def _only(table: dict, allowed: set, where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _backbones(names, where: str) -> tuple[str, ...]:
+    from bench.backbones.catalog import get_spec
+
+    if not isinstance(names, list) or not names:
+        raise ProfileError(f"{where}: backbones must be a non-empty list of names")
+    for name in names:
+        get_spec(name)  # unknown names are reported with the catalog
+    return tuple(names)
+
+
+def _ints(values, key: str, where: str) -> list[int]:
+    if not isinstance(values, list) or not all(type(v) is int for v in values):
+        raise ProfileError(f"{where}: {key} must be a list of integers")
+    return values
+
+
+# --- profile -> cells ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One cell of a sweep: (backbone, task, method label, K, seed), and how it is searched."""
+
+    profile: str
+    backbone: str
+    task: str
+    method: str
+    label: str
+    family: str
+    k: int
+    seed: int
+    partial: bool
+    settings: dict  # fixed (not searched): the profile's, then the entry's
+    search: SearchConfig
+    estimate_s: float | None
+    planned_seeds: tuple[int, ...] | None = None  # the entry's seeds, when fewer than the profile's
+
+    @property
+    def name(self) -> str:
+        task = self.task + ("-partial" if self.partial else "")
+        return f"{self.backbone}/{task}/{self.label}/k{self.k}-seed{self.seed}"
+
+    def record_path(self, results: Path) -> Path:
+        return Path(results) / self.profile / f"{self.name}.json"
+
+    @property
+    def study_name(self) -> str:
+        return f"{self.profile}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A (backbone, task, method) a profile with ``methods = "all"`` leaves out, and why."""
+
+    backbone: str
+    task: str
+    method: str
+    label: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.label} on {self.backbone}, {self.task}: not applicable ({self.reason})"
+
+
+def plan(profile: Profile, data_root: Path | None) -> tuple[list[SweepCell], list[Skipped]]:
+    """The profile's cells, in the order they run: backbone, task, method, K, then seed, so
+    one method's seeds run one after another (frozen features and zero-shot test passes come
+    from the in-process cache); and notes on what was left out because the method cannot run
+    on the backbone or task (``methods = "all"`` only; a listed one is an error)."""
+    cells, notes, seen = [], [], set()
+    for backbone in _all_backbones(profile):
+        for task in _tasks(profile, data_root):
+            for entry in _entries(profile):
+                if backbone not in (entry.backbones or profile.backbones):
+                    continue
+                run = _method_run(profile, entry, backbone, task, notes)
+                if run is None:
+                    continue
+                method, label, settings, search = run
+                for k in profile.k:
+                    for seed in entry.seeds or profile.seeds:
+                        cell = SweepCell(profile.name, backbone, task, method.name, label,
+                                         method.family, k, seed, profile.partial, settings,
+                                         search, entry.estimate_s, entry.seeds)  # fmt: skip
+                        if cell.name in seen:
+                            raise ProfileError(
+                                f"profile {profile.path}: two method entries make the cell "
+                                f"{cell.name} (same method label); give them different options"
+                            )
+                        seen.add(cell.name)
+                        cells.append(cell)
+    return cells, notes
+
+
+def _method_run(profile: Profile, entry: Entry, backbone: str, task: str, notes: list[str]):
+    """(method, label, fixed settings, search) for an entry on ``backbone`` and ``task``; None
+    (with a note) if the method cannot run there and the profile takes "all" methods."""
+    method = get_method(entry.method)
+    settings = {**profile.settings, **entry.settings}
+    hp = _hyperparameters(method, settings, profile)
+    reason = refusal(method, backbone, task, hp)
+    if reason and profile.entries == "all":
+        notes.append(Skipped(backbone, task, method.name, method.label(hp), reason))
+        return None
+    if reason:
+        raise ProfileError(f"profile {profile.path}: {task}: {reason}")
+    search = profile.search
+    if entry.trials is not None:
+        search = dataclasses.replace(search, trials=entry.trials)
+    _check_fixed(method, settings, search, profile)
+    return method, method.label(hp), settings, search
+
+
+def _all_backbones(profile: Profile) -> list[str]:
+    names = list(profile.backbones)
+    for entry in _entries(profile):
+        names += [b for b in entry.backbones or () if b not in names]
+    return names
+
+
+def _entries(profile: Profile) -> tuple[Entry, ...]:
+    if profile.entries == "all":
+        return tuple(
+            Entry(name, profile.overrides.get(name, {}), None, None, None) for name in REGISTRY
+        )
+    return profile.entries
+
+
+def _tasks(profile: Profile, data_root: Path | None) -> list[str]:
+    if profile.tasks == "whole":
+        return [t.name for t in TASKS.values() if data_status(t, data_root) == "whole"]
+    return list(profile.tasks)
+
+
+def missing_data(profile: Profile, data_root: Path | None) -> list[str]:
+    """Tasks of the profile whose data is not there as the profile needs it (whole, or the
+    partial sample), each with what was found."""
+    wanted = "partial" if profile.partial else "whole"
+    out = []
+    for name in _tasks(profile, data_root):
+        status = data_status(get_task(name), data_root)
+        if status != wanted:
+            out.append(f"{name} (needs {wanted} data, found {status})")
+    return out
+
+
+def _hyperparameters(method, settings: dict, profile: Profile) -> dict:
+    try:
+        return method.hyperparameters(settings)
+    except TunebenchError as e:
+        raise ProfileError(f"profile {profile.path}: {e}") from None
+
+
+def _check_fixed(method, settings: dict, search: SearchConfig, profile: Profile) -> None:
+    clash = sorted(set(search.grid) & set(settings)) if search.mode == "grid" else []
+    if clash:
+        raise ProfileError(
+            f"profile {profile.path}: {method.name}: {clash} are both fixed and on the grid"
+        )
+    if search.mode == "tpe" and method.trains and search.trials < 1:
+        raise ProfileError(f"profile {profile.path}: {method.name}: trials must be at least 1")
+    if search.mode == "grid" and method.trains:  # grid names must be the method's settings
+        _hyperparameters(method, {**settings, **{k: v[0] for k, v in search.grid.items()}}, profile)
+    searched_names(method, settings, search)  # the space runs on these settings
+
+
+@functools.cache
+def _meta_backbone(name: str):
+    """The backbone with its weights on the meta device (no memory, no network)."""
+    from bench.backbones.catalog import Backbone, build_meta, get_spec
+
+    return Backbone(get_spec(name), build_meta(name), tokenizer=None)
+
+
+def refusal(method, backbone: str, task: str, hp: dict) -> str | None:
+    """Why ``method`` cannot run on ``backbone`` for ``task``, or None: an LM-head method on
+    an encoder, BitFit without bias terms, a template a causal LM cannot read (text after the
+    answer slot: the sentence-pair tasks have no causal variant), ..."""
+    from bench.engine.prompts import _check_answer_last
+    from methods.base import task_prompt
+
+    model = _meta_backbone(backbone)
+    reason = method.refuse_task(get_task(task))
+    if reason:
+        return f"method {method.name} cannot run on task {task}: {reason}"
+    try:
+        method.check(model, hp)
+        if model.kind == "causal" and method.reads_lm_head(hp):
+            _check_answer_last(task_prompt(model, get_task(task), hp))
+    except BackboneError as e:
+        return str(e)
+    return None
