@@ -177,7 +177,12 @@ def _load_command_modules() -> None:
     """Commands defined in other modules register themselves on import."""
     import importlib
 
-    for mod in ("bench.cli.commands", "bench.cli.sweep_commands", "bench.cli.report_commands"):
+    for mod in (
+        "bench.cli.commands",
+        "bench.cli.sweep_commands",
+        "bench.cli.report_commands",
+        "bench.cli.data_commands",
+    ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -192,13 +197,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help, configure, _fn) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help, description=help))
+        p = sub.add_parser(name, help=help, description=help)
+        configure(p)
+        p.add_argument(
+            "--task-file",
+            action="append",
+            type=Path,
+            metavar="TOML",
+            help="a task declared in a file (repeatable; a folder of them: $TUNEBENCH_TASKS)",
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.task_file:
+            from tasks import add_task_file
+
+            for path in args.task_file:
+                add_task_file(path)
         return COMMANDS[args.command][2](args) or 0
     except TunebenchError as e:
         print(f"tunebench: error: {e}", file=sys.stderr)
