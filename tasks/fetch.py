@@ -215,6 +215,7 @@ def extract_original(
         ) from None
     with tar:
         members = _check_members(tar, archive, limits)
+        outside = len(tar.getmembers()) - len(members)
         if not any(m.isfile() for m, _ in members):
             raise DataError(
                 f"{archive} holds no original/ folder; expected LM-BFF's datasets.tar "
@@ -227,7 +228,7 @@ def extract_original(
             result = _install(staging, dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    result.skipped = len(tar.getmembers()) - len(members)
+    result.skipped = outside
     return result
 
 
