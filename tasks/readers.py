@@ -52,6 +52,8 @@ def task_files(task: Task, partial: bool) -> Files:
 
 
 def task_dir(task: Task, root: Path, partial: bool = False) -> Path:
+    if task.data_dir is not None and not partial:  # a task file's own folder
+        return task.data_dir
     return (partial_root(root) if partial else root) / task.name
 
 
