@@ -41,7 +41,7 @@ test-fast: setup
 
 data: setup
 	@if [ ! -d "$(DATA_ROOT)" ]; then \
-	  echo "data root $(DATA_ROOT) is missing: fetching it first (tunebench data fetch)"; \
+	  echo "data root $(DATA_ROOT) is missing: fetching it first (tunebench data fetch; a mirror: DATA_URL=...)"; \
 	  $(BIN)/python -m bench data fetch --dest "$(DATA_ROOT)" $(if $(DATA_URL),--url "$(DATA_URL)"); \
 	fi
 

@@ -215,7 +215,7 @@ def extract_original(
         ) from None
     with tar:
         members = _check_members(tar, archive, limits)
-        outside = len(tar.getmembers()) - len(members)
+        outside = sum(m.name.removeprefix("./").split("/")[0] != "original" for m in tar)
         if not any(m.isfile() for m, _ in members):
             raise DataError(
                 f"{archive} holds no original/ folder; expected LM-BFF's datasets.tar "

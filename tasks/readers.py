@@ -27,11 +27,13 @@ HOW_TO_SET = (
 )
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The data root: ``explicit`` (``--data-dir``), else ``$TUNEBENCH_DATA``, else ./data/original."""
+def data_root(explicit: str | os.PathLike | None = None, *, tasks: tuple = ()) -> Path:
+    """The data root: ``explicit`` (``--data-dir``), else ``$TUNEBENCH_DATA``, else ./data/original.
+    It need not exist when every one of ``tasks`` reads its own folder or a hub dataset."""
     chosen = explicit or os.environ.get(DATA_ENV) or "data/original"
     root = Path(chosen).expanduser()
-    if not root.is_dir():
+    own = tasks and all(t.data_dir is not None or t.hub is not None for t in tasks)
+    if not root.is_dir() and not own:
         raise DataError(f"data root {root} does not exist; {HOW_TO_SET}")
     return root
 

@@ -97,6 +97,7 @@ def test_a_csv_task_file_lists_and_splits(tmp_path, user_tasks, capsys):
     assert " whole " in line and "acc/f1" in line and "terrible, great" in line
     out = tmp_path / "splits"
     argv = ["splits", "--task-file", str(path), "--task", "my-reviews", "--k", "4"]
+    argv += ["--data-dir", str(tmp_path / "no-lmbff-data")]  # its own folder: no data root needed
     assert main([*argv, "--seed", "13", "--out", str(out)]) == 0
     train = (out / "my-reviews" / "4-13" / "train.csv").read_text().splitlines()
     assert train[0] == "review,sentiment" and len(train) == 9

@@ -84,7 +84,9 @@ def cmd_tasks(args) -> int:
     print(
         f"\ndata root: {root if root else '(none found)'}; 'partial' tasks run only with --partial"
     )
-    print("ptr rules: the sub-prompts method ptr composes (tasks/ptr_rules.py); '-': ptr refuses")
+    print(
+        "ptr rules: the sub-prompts method ptr composes ([ptr] in the task file); '-': ptr refuses"
+    )
     return 0
 
 
@@ -149,7 +151,7 @@ def cmd_splits(args) -> int:
     from tasks.splits import LMBFF_SEEDS, sample_split, write_jsonl, write_lmbff
 
     tasks = [get_task(t) for t in args.task]  # every name checked before any work
-    root = data_root(args.data_dir)
+    root = data_root(args.data_dir, tasks=tuple(tasks))
     write = write_lmbff if args.format == "lmbff" else write_jsonl
     for task in tasks:
         for seed in args.seed or LMBFF_SEEDS:
