@@ -1,8 +1,8 @@
 """Build the GLUE tasks and SNLI from the Hugging Face hub (``datasets``) into LM-BFF's
 ``data/original/`` layout: ``tunebench data fetch --source hf``.
 
-The hub holds the same rows in the same order as the GLUE files LM-BFF used, but not the same
-bytes: it keeps only the text and label columns (GLUE's MNLI/SNLI files carry parses, genres
+The hub's GLUE sets were converted from the GLUE files LM-BFF used (rows in the same order, as
+far as known: not checked offline), but they are not the same bytes: it keeps only the text and label columns (GLUE's MNLI/SNLI files carry parses, genres
 and annotator labels; MRPC/QQP their ids; STS-B its genre and source columns; CoLA its source
 and original mark), so the files written here hold fewer columns. The K=16 splits then select
 the same rows as LM-BFF's, but their files do not match LM-BFF's md5s (the verification says

@@ -51,7 +51,7 @@ class Mirror:
     that many bytes (the connection drops); ``ranges`` records the Range headers seen."""
 
     def __init__(self, body: bytes):
-        self.body, self.cut, self.ranges = body, 0, []
+        self.body, self.cut, self.ranges, self.ignore_range = body, 0, [], False
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +64,7 @@ class Mirror:
                     return
                 body, rng = mirror.body, self.headers.get("Range")
                 mirror.ranges.append(rng)
+                rng = None if mirror.ignore_range else rng
                 start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
                 if start >= len(body):
                     self.send_response(416)
@@ -129,6 +130,15 @@ def test_interrupted_download_resumes_with_a_range_request(mirror, tmp_path, cap
     assert fetch(mirror.url, dest) == 0
     assert mirror.ranges == [None, "bytes=50000-"]
     assert not part.exists() and (dest / "RTE" / "train.tsv").is_file()
+
+
+def test_a_server_that_ignores_range_gets_a_fresh_download(mirror, tmp_path):
+    (tmp_path / "datasets.tar.part").write_bytes(b"stale bytes of another file")
+    mirror.ignore_range = True
+    assert (
+        download(mirror.url, tmp_path / "datasets.tar", progress=False).read_bytes() == mirror.body
+    )
+    assert mirror.ranges == ["bytes=27-"] and not (tmp_path / "datasets.tar.part").exists()
 
 
 def test_a_complete_part_file_is_finished_not_refetched(mirror, tmp_path):
