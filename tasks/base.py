@@ -107,6 +107,11 @@ class Task:
     source: str = ""  # the task file it was read from
 
     @property
+    def builtin(self) -> bool:
+        """Declared by one of the package's own task files (``tasks/builtin/``)."""
+        return Path(self.source).parent == Path(__file__).with_name("builtin")
+
+    @property
     def is_pair(self) -> bool:
         return self.text_b is not None
 

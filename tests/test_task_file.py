@@ -93,17 +93,18 @@ def write_reviews(tmp_path: Path, toml: str = REVIEWS_TOML) -> Path:
 def test_a_csv_task_file_lists_and_splits(tmp_path, user_tasks, capsys):
     path = write_reviews(tmp_path)
     assert main(["tasks", "--task-file", str(path)]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("my-reviews "))
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("my-reviews "))
     assert " whole " in line and "acc/f1" in line and "terrible, great" in line
+    assert f"task files: my-reviews ({path.resolve()})" in out
     out = tmp_path / "splits"
     argv = ["splits", "--task-file", str(path), "--task", "my-reviews", "--k", "4"]
     argv += ["--data-dir", str(tmp_path / "no-lmbff-data")]  # its own folder: no data root needed
     assert main([*argv, "--seed", "13", "--out", str(out)]) == 0
     train = (out / "my-reviews" / "4-13" / "train.csv").read_text().splitlines()
     assert train[0] == "review,sentiment" and len(train) == 9
-    assert [r.rsplit(",", 1)[1] for r in train[1:]] == ["neg"] * 4 + ["pos"] * 4 or [
-        r.rsplit(",", 1)[1] for r in train[1:]
-    ] == ["pos"] * 4 + ["neg"] * 4
+    labels = [r.rsplit(",", 1)[1] for r in train[1:]]  # grouped by label, K=4 each
+    assert sorted(labels) == ["neg"] * 4 + ["pos"] * 4 and len(set(labels[:4])) == 1
     assert len((out / "my-reviews" / "4-13" / "test.csv").read_text().splitlines()) == 13
     split = sample_split(get_task("my-reviews"), 4, 13, tmp_path)
     assert split.train[0].text_a.startswith(

@@ -87,6 +87,9 @@ def cmd_tasks(args) -> int:
     print(
         "ptr rules: the sub-prompts method ptr composes ([ptr] in the task file); '-': ptr refuses"
     )
+    from_files = [f"{t.name} ({t.source})" for t in TASKS.values() if not t.builtin]
+    if from_files:
+        print(f"task files: {', '.join(from_files)}")
     return 0
 
 
