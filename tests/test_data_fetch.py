@@ -7,6 +7,7 @@ import io
 import os
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -240,7 +241,7 @@ def test_make_reproduce_fetches_first_when_the_data_root_is_missing(mirror, tmp_
     """The Makefile's `data` step (run by `make reproduce` before the sweep)."""
     dest = tmp_path / "fresh" / "original"
     env = {**os.environ, "TUNEBENCH_DATA": str(dest)}
-    argv = ["make", "-s", "-o", ".venv/.setup-done", "data", f"BIN={Path(os.sys.executable).parent}",
+    argv = ["make", "-s", "-o", ".venv/.setup-done", "data", f"BIN={Path(sys.executable).parent}",
             f"DATA_URL={mirror.url}"]  # fmt: skip
     run = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
