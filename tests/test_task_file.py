@@ -20,8 +20,6 @@ from tasks.readers import data_status, read_examples
 from tasks.splits import sample_split
 from tasks.taskfile import TaskFileError, load_task_file
 
-datasets = pytest.importorskip("datasets")
-
 
 @pytest.fixture
 def user_tasks(monkeypatch):
@@ -267,7 +265,12 @@ def test_ptr_rules_in_a_task_file(tmp_path, user_tasks):
 # --- the hub (in-memory datasets: no network) ------------------------------------------
 
 
-def _rte_dataset(path: Path):
+@pytest.fixture
+def datasets():
+    return pytest.importorskip("datasets")  # the hub's library (the `hf` and `dev` extras)
+
+
+def _rte_dataset(datasets, path: Path):
     """GLUE's RTE rows as the hub holds them (text columns, a class label, idx)."""
     lines = path.read_text(encoding="utf-8").splitlines()[1:]
     cols = [line.split("\t") for line in lines]
@@ -291,13 +294,13 @@ def _rte_dataset(path: Path):
 
 
 def test_hub_source_writes_glue_rte_byte_for_byte_and_verifies(
-    data_root, tmp_path, monkeypatch, capsys
+    datasets, data_root, tmp_path, monkeypatch, capsys
 ):
     from tasks import hub
 
     loaded = {
-        "train": _rte_dataset(data_root / "RTE" / "train.tsv"),
-        "validation": _rte_dataset(data_root / "RTE" / "dev.tsv"),
+        "train": _rte_dataset(datasets, data_root / "RTE" / "train.tsv"),
+        "validation": _rte_dataset(datasets, data_root / "RTE" / "dev.tsv"),
     }
     calls = []
 
@@ -318,7 +321,7 @@ def test_hub_source_writes_glue_rte_byte_for_byte_and_verifies(
     assert "bytes differ from LM-BFF's where the files do" in out and "MNLI: no parse" in out
 
 
-def test_hub_conversion_of_snli_drops_unlabelled_rows_and_reads_back(tmp_path):
+def test_hub_conversion_of_snli_drops_unlabelled_rows_and_reads_back(datasets, tmp_path):
     from tasks.hub import HUB_BY_TASK, tsv_bytes
 
     names = ["entailment", "neutral", "contradiction"]
@@ -344,7 +347,7 @@ def test_hub_conversion_of_snli_drops_unlabelled_rows_and_reads_back(tmp_path):
     ]
 
 
-def test_a_hub_task_file_reads_class_label_names(tmp_path, user_tasks, monkeypatch):
+def test_a_hub_task_file_reads_class_label_names(datasets, tmp_path, user_tasks, monkeypatch):
     toml = (
         'name = "hub-sentiment"\nlabels = ["negative", "positive"]\n'
         '[data]\nformat = "hf"\ndataset = "someone/reviews"\ntrain = "train"\n'
