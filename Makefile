@@ -13,8 +13,11 @@ ifneq ($(wildcard ../shared/data/original),)
 TUNEBENCH_DATA ?= $(abspath ../shared/data/original)
 endif
 export TUNEBENCH_DATA
+# The data root the CLI reads. `make reproduce` fetches LM-BFF's data there first when it is
+# missing (`tunebench data fetch`; DATA_URL=http://.../datasets.tar for a mirror).
+DATA_ROOT = $(or $(TUNEBENCH_DATA),data/original)
 
-.PHONY: setup test test-fast reproduce report lint format clean
+.PHONY: setup data test test-fast reproduce report lint format clean
 
 setup: $(STAMP)
 
@@ -36,7 +39,13 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-reproduce: setup
+data: setup
+	@if [ ! -d "$(DATA_ROOT)" ]; then \
+	  echo "data root $(DATA_ROOT) is missing: fetching it first (tunebench data fetch; a mirror: DATA_URL=...)"; \
+	  $(BIN)/python -m bench data fetch --dest "$(DATA_ROOT)" $(if $(DATA_URL),--url "$(DATA_URL)"); \
+	fi
+
+reproduce: setup data
 	$(BIN)/tunebench reproduce $(PROFILE)
 
 report: setup

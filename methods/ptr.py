@@ -80,7 +80,7 @@ def rules_prompt(backbone, task: Task, hp) -> Prompt:
     if rules is None:
         raise TunebenchError(
             f"method ptr has no rules for task {task.name}; tasks with PTR rules: "
-            f"{', '.join(RULES)} (rules live in tasks/ptr_rules.py)"
+            f"{', '.join(RULES)} (rules live in the [ptr] table of a task file, tasks/builtin/*.toml)"
         )
     name = hp.get("prompt", "auto")
     if name == "auto":

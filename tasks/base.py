@@ -8,6 +8,7 @@ prompts. Readers (``tasks.readers``) and the sampler (``tasks.splits``) interpre
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # A column is named by its header (GLUE .tsv files) or by its position (CoLA, .csv files).
 Column = str | int
@@ -74,9 +75,20 @@ class Files:
 
 
 @dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face dataset (``datasets.load_dataset(dataset, config)``); ``Files`` then
+    names its splits instead of files."""
+
+    dataset: str
+    config: str | None = None
+
+
+@dataclass(frozen=True)
 class Task:
     name: str  # the directory name in LM-BFF's layout, e.g. "SST-2", "sst-5"
-    format: str  # "tsv" (GLUE style) or "csv" (header-less label,sentence)
+    # "tsv" (GLUE style), "csv" (header-less label,sentence; with a header: named columns),
+    # "jsonl" (one object per line), "hf" (a Hugging Face dataset, ``hub``)
+    format: str
     files: Files
     text_a: Column
     label: Column
@@ -90,6 +102,14 @@ class Task:
     partial_files: Files | None = None  # rows of ../partial/<task>/, used only when asked
     prompts: dict[str, Prompt] = field(default_factory=dict)  # named variants ("causal", ...)
     description: str = ""
+    data_dir: Path | None = None  # a task file's own folder of rows; None: <data root>/<name>/
+    hub: HubSource | None = None  # format "hf": the dataset the rows come from
+    source: str = ""  # the task file it was read from
+
+    @property
+    def builtin(self) -> bool:
+        """Declared by one of the package's own task files (``tasks/builtin/``)."""
+        return Path(self.source).parent == Path(__file__).with_name("builtin")
 
     @property
     def is_pair(self) -> bool:

@@ -27,11 +27,13 @@ HOW_TO_SET = (
 )
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The data root: ``explicit`` (``--data-dir``), else ``$TUNEBENCH_DATA``, else ./data/original."""
+def data_root(explicit: str | os.PathLike | None = None, *, tasks: tuple = ()) -> Path:
+    """The data root: ``explicit`` (``--data-dir``), else ``$TUNEBENCH_DATA``, else ./data/original.
+    It need not exist when every one of ``tasks`` reads its own folder or a hub dataset."""
     chosen = explicit or os.environ.get(DATA_ENV) or "data/original"
     root = Path(chosen).expanduser()
-    if not root.is_dir():
+    own = tasks and all(t.data_dir is not None or t.hub is not None for t in tasks)
+    if not root.is_dir() and not own:
         raise DataError(f"data root {root} does not exist; {HOW_TO_SET}")
     return root
 
@@ -52,15 +54,20 @@ def task_files(task: Task, partial: bool) -> Files:
 
 
 def task_dir(task: Task, root: Path, partial: bool = False) -> Path:
+    if task.data_dir is not None and not partial:  # a task file's own folder
+        return task.data_dir
     return (partial_root(root) if partial else root) / task.name
 
 
 def data_status(task: Task, root: Path | None) -> str:
     """'whole' when every file of the task is under the root, 'partial' when only the
-    partial sample is, else 'missing'."""
-    if root is not None:
+    partial sample is, else 'missing' ('hub' for a Hugging Face dataset: read when used)."""
+    if task.hub is not None:
+        return "hub"
+    if root is not None or task.data_dir is not None:
         if all((task_dir(task, root) / f).is_file() for f in _all_files(task.files)):
             return "whole"
+    if root is not None:
         if task.partial_files and all(
             (task_dir(task, root, True) / f).is_file() for f in _all_files(task.partial_files)
         ):
@@ -80,6 +87,9 @@ class RawTable:
     header: list[str]  # the header line(s), raw (.tsv only)
     rows: list  # .tsv: raw lines with their newline; .csv: [label, text] lists from pandas
     frame: pd.DataFrame | None = None  # .csv: the frame itself (LM-BFF writes test.csv from it)
+    # Task files' named-column tables (tasks/tables.py): the column names, and each row's line
+    columns: list[str] | None = None
+    lines: list[int] | None = None
 
 
 def read_raw(task: Task, split: str, root: Path, partial: bool = False) -> RawTable:
@@ -90,6 +100,11 @@ def read_raw(task: Task, split: str, root: Path, partial: bool = False) -> RawTa
         raise DataError(
             f"task {task.name} has no split {split!r}; it has train, {', '.join(files.test)}"
         )
+    if task.format in ("jsonl", "hf") or (task.format == "csv" and files.header):
+        from tasks.tables import read_table  # a task file's named columns
+
+        t = read_table(task, name, task_dir(task, root, partial) if task.hub is None else None)
+        return RawTable(path=t.path, header=[], rows=t.rows, columns=t.columns, lines=t.lines)
     path = task_dir(task, root, partial) / name
     if not path.is_file():
         hint = ""
@@ -165,6 +180,8 @@ class Parser:
             names = table.header[0].rstrip("\r\n").lstrip("\ufeff").split("\t")
             self.width = len(names)
             self.index = {c: self._resolve(c, names) for c in self._columns()}
+        elif table.columns is not None:  # a task file's named-column table
+            self.index = {c: self._resolve(c, table.columns) for c in self._columns()}
         else:
             self.index = {c: c for c in self._columns()}
 
@@ -182,12 +199,14 @@ class Parser:
         return names.index(column)
 
     def line_of(self, i: int) -> int:
+        if self.table.lines is not None:
+            return self.table.lines[i]
         if self.task.format == "csv":
             return _csv_line_of_row(self.table.path, i)
         return i + 1 + len(self.table.header)
 
     def fields(self, i: int, row) -> list:
-        if self.task.format == "csv":
+        if self.task.format == "csv" or self.table.columns is not None:
             return row
         fields = row.rstrip("\r\n").split("\t")
         need = max(self.index.values()) + 1

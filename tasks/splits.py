@@ -131,6 +131,10 @@ def _check_sizes(task: Task, k: int, groups: dict[int, list[int]], allow_short: 
 
 def _lmbff_files(task: Task, train: RawTable, tests: dict[str, RawTable], train_idx, dev_idx):
     """The bytes LM-BFF's script writes for this split."""
+    if train.columns is not None:  # a task file's named columns: CSV files with a header
+        from tasks.tables import split_files
+
+        return split_files(train, tests, train_idx, dev_idx)
     if task.format == "tsv":
         files = {
             f"{name}.tsv": "".join(t.header + t.rows).encode("utf-8") for name, t in tests.items()

@@ -17,6 +17,8 @@ def _data_root() -> Path | None:
 
 if _data_root() is not None:  # the CLI under test finds the real data as a user would
     os.environ.setdefault("TUNEBENCH_DATA", str(_data_root()))
+# The catalog under test is the built-in one: a user's own task files stay out of it.
+os.environ.pop("TUNEBENCH_TASKS", None)
 
 
 @pytest.fixture(scope="session")

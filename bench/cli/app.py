@@ -84,7 +84,12 @@ def cmd_tasks(args) -> int:
     print(
         f"\ndata root: {root if root else '(none found)'}; 'partial' tasks run only with --partial"
     )
-    print("ptr rules: the sub-prompts method ptr composes (tasks/ptr_rules.py); '-': ptr refuses")
+    print(
+        "ptr rules: the sub-prompts method ptr composes ([ptr] in the task file); '-': ptr refuses"
+    )
+    from_files = [f"{t.name} ({t.source})" for t in TASKS.values() if not t.builtin]
+    if from_files:
+        print(f"task files: {', '.join(from_files)}")
     return 0
 
 
@@ -149,7 +154,7 @@ def cmd_splits(args) -> int:
     from tasks.splits import LMBFF_SEEDS, sample_split, write_jsonl, write_lmbff
 
     tasks = [get_task(t) for t in args.task]  # every name checked before any work
-    root = data_root(args.data_dir)
+    root = data_root(args.data_dir, tasks=tuple(tasks))
     write = write_lmbff if args.format == "lmbff" else write_jsonl
     for task in tasks:
         for seed in args.seed or LMBFF_SEEDS:
@@ -177,7 +182,12 @@ def _load_command_modules() -> None:
     """Commands defined in other modules register themselves on import."""
     import importlib
 
-    for mod in ("bench.cli.commands", "bench.cli.sweep_commands", "bench.cli.report_commands"):
+    for mod in (
+        "bench.cli.commands",
+        "bench.cli.sweep_commands",
+        "bench.cli.report_commands",
+        "bench.cli.data_commands",
+    ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -192,13 +202,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help, configure, _fn) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help, description=help))
+        p = sub.add_parser(name, help=help, description=help)
+        configure(p)
+        p.add_argument(
+            "--task-file",
+            action="append",
+            type=Path,
+            metavar="TOML",
+            help="a task declared in a file (repeatable; a folder of them: $TUNEBENCH_TASKS)",
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.task_file:
+            from tasks import add_task_file
+
+            for path in args.task_file:
+                add_task_file(path)
         return COMMANDS[args.command][2](args) or 0
     except TunebenchError as e:
         print(f"tunebench: error: {e}", file=sys.stderr)

@@ -79,7 +79,7 @@ def cmd_run(args) -> int:
     task, method = get_task(args.task), get_method(args.method)  # names checked first
     overrides = parse_sets(args.set)
     method.hyperparameters(overrides)  # settings checked before any work
-    root = data_root(args.data_dir)
+    root = data_root(args.data_dir, tasks=(task,))
     cell = Cell(args.backbone, task.name, method.name, args.k, args.seed, args.partial)
     probe = {
         "cell": {
