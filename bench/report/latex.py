@@ -23,11 +23,19 @@ _ESCAPES = {
     fmt.DASH: "--",
     "\u2014": "---",
     "\u2212": "$-$",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
+_ESCAPES.update({ch: " " for ch in "\r\n\t\f\v"})  # a blank line inside a tabular ends it
 
 
 def escape(text: str) -> str:
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+    """Text as LaTeX that prints it literally, safe anywhere in a cell: special characters
+    escaped, line breaks as spaces, and a leading ``[`` or ``*`` shielded by ``{}`` (after ``\\\\``
+    or ``\\midrule`` they would be read as an optional argument)."""
+    out = "".join(_ESCAPES.get(ch, ch) for ch in str(text))
+    return "{}" + out if out.startswith(("[", "*")) else out
 
 
 def _caption(text: str) -> str:
