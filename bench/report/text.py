@@ -72,7 +72,9 @@ def efficiency_cells(eff: dict) -> list[str]:
 
 
 def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
-    headers = ["Method", "Family", *(md_text(fmt.column_header(c)) for c in table.columns), "Avg."]
+    with_avg = fmt.has_average(table)
+    headers = ["Method", "Family", *(md_text(fmt.column_header(c)) for c in table.columns)]
+    headers += ["Avg."] if with_avg else []
     out = [f"## {md_line(table.setting.label)} — backbone {md_line(table.backbone)}", ""]
     out += [md_line(fmt.table_caption(table, ddof)), ""]
     out += [_md_row(headers + EFFICIENCY_HEADERS)]
@@ -86,9 +88,10 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
             text = fmt.cell_text(cell)
             text = f"**{text}**" if row.method_label in best[col] else text
             cells.append(text + (f" [{cell.marker}]" if cell.marker else ""))
-        avg = fmt.score(row.average)
-        avg = f"**{avg}**" if row.method_label in best_avg else avg
-        cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
+        if with_avg:
+            avg = fmt.score(row.average)
+            avg = f"**{avg}**" if row.method_label in best_avg else avg
+            cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
         out.append(_md_row(cells + efficiency_cells(row.efficiency())))
     out.append("")
     out += [f"![{md_line(alt)}]({path})" for alt, path in figures]
@@ -126,7 +129,7 @@ def match_rows(found: list[Match]) -> list[list[str]]:
                 ours,
                 fmt.DASH if m.difference is None else f"{m.difference:+.1f}",
                 "yes" if m.same_protocol else "no (seeds differ or incomplete)",
-                "yes" if m.row.verified else "NO",
+                "yes" if m.row.verified else "unverified",
             ]
         )
     return rows
@@ -154,7 +157,7 @@ def source_table(src: Source) -> tuple[list[str], list[list[str]]]:
         params = fmt.DASH if r.trainable_params is None else fmt.params(r.trainable_params)
         rows.append(
             [r.row, r.method_label or fmt.DASH, r.backbone, k, params, *values]
-            + ["yes" if r.verified else "NO"]
+            + ["yes" if r.verified else "unverified"]
         )
     return headers, rows
 
@@ -195,18 +198,36 @@ def markdown(agg: Aggregate, figures: dict[str, list[tuple[str, str]]], sources,
         lines += _md_table(table, agg.ddof, figures.get(fmt.table_slug(table), []))
     lines += _md_published(sources, found)
     lines += ["## Notes", ""]
-    lines += [f"- Peak memory: {md_line(how)}" for how in memory_methods(agg)]
+    lines += [f"- {md_line(note)}" for note in memory_notes(agg)]
     lines += [f"- {md_line(note)}" for note in agg.notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def memory_methods(agg: Aggregate) -> list[str]:
-    found = {
-        f"{r.data['memory'].get('device')}: {r.data['memory'].get('how')}"
-        for r in agg.records
-        if r.ok and r.data["memory"].get("how")
-    }
-    return sorted(found)
+def memory_notes(agg: Aggregate) -> list[str]:
+    """One note per device on how peak memory was measured: the clauses (``; ``-separated) every
+    record on that device shares, then each other clause once, with the methods it applies to."""
+    by_device: dict[str, dict[str, set[str]]] = {}
+    for r in agg.records:
+        how = r.data["memory"].get("how") if r.ok else None
+        if how:
+            device = str(r.data["memory"].get("device"))
+            by_device.setdefault(device, {}).setdefault(how, set()).add(r.cell["method_label"])
+    notes = []
+    for device, hows in sorted(by_device.items()):
+        clauses = {h: [c.strip() for c in h.split(";")] for h in hows}
+        common = [c for c in clauses[min(hows)] if all(c in cs for cs in clauses.values())]
+        extra: dict[str, set[str]] = {}
+        for h, labels in hows.items():
+            for c in clauses[h]:
+                if c not in common:
+                    extra.setdefault(c, set()).update(labels)
+        prefix = f"{device}: "
+        common = [c[len(prefix) :] if c.lower().startswith(prefix.lower()) else c for c in common]
+        note = f"Peak memory ({device}): " + "; ".join(common)
+        for c, labels in sorted(extra.items()):
+            note += f". For {', '.join(sorted(labels))}: {c}"
+        notes.append(note)
+    return notes
 
 
 def all_columns(agg: Aggregate) -> list[Column]:
@@ -244,7 +265,9 @@ def leaderboard_csv(agg: Aggregate) -> str:
     for c in columns:
         name = f"{c.label} {c.metric} x100"
         header += [f"{name} mean", f"{name} std (ddof={agg.ddof})", f"{c.label} seeds"]
-    header += ["average x100", "average note", "trainable params", "trainable % of backbone"]
+    with_avg = len(columns) > 1  # one column: its average would repeat it
+    header += ["average x100", "average note"] if with_avg else []
+    header += ["trainable params", "trainable % of backbone"]
     header += ["peak memory MiB", "train time s", "trials per seed"]
     rows = [header]
     for t in agg.tables:
@@ -258,7 +281,7 @@ def leaderboard_csv(agg: Aggregate) -> str:
                 seeds = cell.marker or f"{cell.stats.n}/{len(cell.expected)} seeds"
                 line += [_num(cell.stats.mean), _num(cell.stats.std), seeds]
             eff = r.efficiency()
-            line += [_num(r.average), r.average_marker]
+            line += [_num(r.average), r.average_marker] if with_avg else []
             line += ["" if eff["trainable"] is None else str(int(round(eff["trainable"])))]
             line += [_num(eff["pct"], 1.0, 4), _num(eff["peak_bytes"], 1 / 2**20, 1)]
             line += [_num(eff["train_s"], 1.0, 2), fmt.trials(eff["trials"])]
