@@ -36,9 +36,12 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Re-runs every cell of $(PROFILE) into a fresh folder (results/reproduce/<profile>-<time>/, or
+# RESULTS=DIR), then compares with the committed records under results/$(PROFILE)/.
 reproduce: setup
-	$(BIN)/tunebench reproduce $(PROFILE)
+	$(BIN)/tunebench reproduce $(PROFILE)$(if $(RESULTS), --out $(RESULTS))
 
+# The report of the records under results/ (results/reproduce/ is left out); records untouched.
 report: setup
 	$(BIN)/tunebench report
 
