@@ -490,4 +490,4 @@ def test_points_at_one_place_share_a_label_and_close_labels_stack(tmp_path):
     recs += [record("lora", "SST-2", s, 0.60, profile="cpu") for s in (13, 21)]
     fig = params_figure(_table(write_all(tmp_path, recs)))
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
-    assert texts == ["bitfit", "finetune, prompt-finetune", "lora"]
+    assert texts == ["bitfit", "finetune\nprompt-finetune", "lora"]
