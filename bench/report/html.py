@@ -121,7 +121,8 @@ def _leaderboard(agg: Aggregate) -> list[str]:
         _options("filter-task", "Task", tasks, None),
         '<span id="shown"></span></form>',
         '<p class="caption">Click a column header to sort (again to reverse). Bold: best mean '
-        "per column within its setting and backbone. Hover a score for its seeds.</p>",
+        "per column within its setting and backbone, among cells with every seed. Hover a score "
+        "for its seeds.</p>",
         '<div class="scroll"><table id="leaderboard"><thead><tr>' + "".join(th) + "</tr></thead>",
         "<tbody>",
         *rows,
@@ -136,8 +137,13 @@ def _figures(agg: Aggregate, figures: dict[str, dict[str, dict[str, bytes]]]) ->
         out.append(f"<h3>{escape(t.setting.label)} — {escape(t.backbone)}</h3>")
         out.append(f'<p class="caption">{escape(fmt.table_caption(t, agg.ddof))}</p>')
         for name, caption in (
-            ("params", "Average score against trainable parameters (log scale; colour: family)."),
-            ("seeds", "Per-seed test scores of every method on every column; line: the mean."),
+            (
+                "params",
+                "Test score (the average where the table has several columns) against trainable "
+                "parameters (log scale; methods that train nothing in the panel at 0); colour: "
+                "family; error bars: seed std; hollow: fewer seeds than the setting's.",
+            ),
+            ("seeds", "Every seed's test score of every method on every column; bar: the mean."),
         ):
             if name in figs:
                 data = base64.b64encode(figs[name]["svg"]).decode("ascii")
