@@ -160,6 +160,11 @@ def _pct(x: float | None) -> str:
     return "failed" if x is None else f"{100 * x:.2f}"
 
 
+def _some(names: list[str], shown: int = 8) -> str:
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def lines(comp: Comparison) -> list[str]:
     """The comparison as text: one line per cell, the environment difference, the verdict."""
     out = []
@@ -183,9 +188,9 @@ def lines(comp: Comparison) -> list[str]:
             )
         out.append("(scores x100; seed std: the reference cell's, ddof=0, over its seeds)")
     if comp.not_rerun:
-        out.append(f"not re-run ({len(comp.not_rerun)}): " + ", ".join(comp.not_rerun))
+        out.append(f"not re-run ({len(comp.not_rerun)}): " + _some(comp.not_rerun))
     if comp.new:
-        out.append(f"new, not in the reference ({len(comp.new)}): " + ", ".join(comp.new))
+        out.append(f"new, not in the reference ({len(comp.new)}): " + _some(comp.new))
     if comp.env:
         out.append("environment, reference -> re-run:")
         out += [f"  {k}: {a} -> {b}" for k, (a, b) in comp.env.items()]
