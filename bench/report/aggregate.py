@@ -1,10 +1,10 @@
 """The aggregation protocol ``tunebench.aggregate/1``: from run records to table cells.
 
 1. **Records.** Every ``*.json`` under the results folder whose ``schema`` is a
-   ``tunebench.run/1`` record (schema in ``bench.run.record``), except under its
-   ``reproduce/`` folder (re-runs by ``tunebench reproduce``, compared, never mixed in). Other JSON files are counted and
-   skipped; a record that breaks the schema is an error naming the file, and so are two records
-   for the same cell and seed.
+   ``tunebench.run/1`` record (schema in ``bench.run.record``), except under its ``reproduce/``
+   folder (re-runs by ``tunebench reproduce``: compared, never mixed in). Other JSON files are
+   counted and skipped; a record that breaks the schema is an error naming the file, and so are
+   two records for the same cell and seed.
 2. **Per seed.** A record is one seed of one cell. Its score is the test score of the
    configuration chosen on the K-shot dev set, which the sweep already picked: the record's
    top-level ``test`` metrics, read in the task's primary metric, on each of the task's test
