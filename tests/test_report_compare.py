@@ -110,7 +110,8 @@ def test_cli_compare_exit_codes(tmp_path, capsys):
     worse = _rerun(tmp_path / "worse", {("finetune", 13): 0.5})
     assert main(["compare", str(ref), str(worse)]) == 1
     assert main(["compare", str(ref), str(tmp_path / "nope")]) == 2
-    assert "results folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("tunebench: error: rerun folder ") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("folder", ["reproduce", ".hidden"])
