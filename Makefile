@@ -45,9 +45,12 @@ data: setup
 	  $(BIN)/python -m bench data fetch --dest "$(DATA_ROOT)" $(if $(DATA_URL),--url "$(DATA_URL)"); \
 	fi
 
+# Re-runs every cell of $(PROFILE) into a fresh folder (results/reproduce/<profile>-<time>/, or
+# RESULTS=DIR), then compares with the committed records under results/$(PROFILE)/.
 reproduce: setup data
-	$(BIN)/tunebench reproduce $(PROFILE)
+	$(BIN)/tunebench reproduce $(PROFILE)$(if $(RESULTS), --out $(RESULTS))
 
+# The report of the records under results/ (results/reproduce/ is left out); records untouched.
 report: setup
 	$(BIN)/tunebench report
 

@@ -134,7 +134,40 @@ def test_bold_marks_every_tie_at_display_precision(tmp_path):
     rte = next(c for c in table.columns if c.task == "RTE")
     assert fmt.best_rows(table, rte) == {"prompt-finetune", "lora"}
     sst = table.columns[0]
-    assert fmt.best_rows(table, sst) == {"lora"}  # best mean, even if incomplete (marked)
+    # lora's 95.0 is one seed of three: shown, never bold; the best complete cell is
+    assert fmt.best_rows(table, sst) == {"prompt-finetune"}
+
+
+def test_one_seed_cells_are_never_bold_and_one_column_has_no_average(tmp_path):
+    recs = [record("finetune", "SST-2", s, 0.80, profile="cpu") for s in (13, 21, 42)]
+    recs += [record("lora", "SST-2", 13, 0.95, profile="cpu")]
+    recs[-1]["planned_seeds"] = [13]  # a profile ran it on one seed: every planned seed done
+    write_all(tmp_path, recs)
+    table = _table(tmp_path)
+    assert fmt.best_rows(table, table.columns[0]) == {"finetune"}
+    assert fmt.best_average(table) == set() and not fmt.has_average(table)
+    make_report(tmp_path)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "| Method | Family | SST-2 (Acc.) | Trainable params |" in md and "| Avg." not in md
+    assert "| lora | partial | 95.0 (n/a) [1/3 seeds; 2 not run] |" in md
+    assert "| finetune | full | **80.0 (0.0)** |" in md
+    header = (tmp_path / "leaderboard.csv").read_text().splitlines()[0]
+    assert "average" not in header
+    assert "Avg." not in (tmp_path / "tables" / "cpu-k16-tiny-roberta-main.tex").read_text()
+    assert ">Avg.</th>" not in (tmp_path / "leaderboard.html").read_text()
+
+
+def test_each_note_once(tmp_path):
+    recs = [record("finetune", "SST-2", s, 0.8) for s in (13, 21)]
+    recs += [record("zero-shot", "SST-2", s, 0.7) for s in (13, 21)]
+    for r in recs:
+        r["memory"]["how"] = "CPU: live tensors"
+    for r in recs[2:]:
+        r["memory"]["how"] = "inference batch; CPU: live tensors"
+    make_report(write_all(tmp_path, recs))
+    md = (tmp_path / "leaderboard.md").read_text()
+    notes = md[md.index("## Notes") :].splitlines()[2:]
+    assert notes == ["- Peak memory (cpu): live tensors. For zero-shot: inference batch"]
 
 
 def test_settings_are_never_mixed(tmp_path):
@@ -250,7 +283,7 @@ def test_markdown_marks_incomplete_cells_and_ties(report_dir):
     md = (report_dir / "leaderboard.md").read_text()
     assert "ddof=0: population std, as LM-BFF" in md
     lora = next(line for line in md.splitlines() if line.startswith("| lora |"))
-    assert "**95.0 (n/a)** [1/3 seeds; 1 failed, 1 missing]" in lora
+    assert "| 95.0 (n/a) [1/3 seeds; 1 failed, 1 missing] |" in lora  # one seed: not bold
     assert "**70.0 (0.0)**" in lora  # RTE tie with prompt-finetune: both bold
     pft = next(line for line in md.splitlines() if line.startswith("| prompt-finetune |"))
     assert "**70.0 (0.0)**" in pft and "missing [0/3 seeds; 3 missing]" in pft
@@ -325,7 +358,8 @@ def test_latex_tables_parse(report_dir):
     for path in tables:
         check_latex(path.read_text())
     main = (report_dir / "tables" / "test-k16-tiny-roberta-main.tex").read_text()
-    assert "\\textbf{95.0} (n/a)$^\\dagger$" in main  # best, and marked incomplete
+    assert "& 95.0 (n/a)$^\\dagger$" in main  # one seed of three: marked, not bold
+    assert "\\textbf{90.0} (0.0)" in main  # the best complete cell
     assert main.count("\\textbf{70.0}") == 2  # the RTE tie
     assert "lora/SST-2: 1/3 seeds; 1 failed, 1 missing" in main
     assert "ddof=0" in main and "\\multicolumn{6}{l}{\\emph{Full fine-tuning}}" in main
@@ -384,7 +418,22 @@ def test_published_numbers_are_well_formed_and_flagged():
         assert abs(mean - row.average) <= 0.051, row.row
     assert all(r.verified for r in lora.rows)
     lmbff = sources["lmbff-table3"]
-    assert not any(r.verified for r in lmbff.rows)  # read from a secondary source only
+    # verified against AMuLaP's reprint (Table 2), all eight columns; '+ demonstrations' is not
+    # in the reprint
+    assert [r.row for r in lmbff.rows if not r.verified] == ["+ demonstrations"]
+    assert "AMuLaP" in lmbff.read_from and "reprint" in lmbff.read_from
+    assert [c.label for c in lmbff.columns] == [
+        "MNLI (acc)",
+        "MNLI-mm (acc)",
+        "SST-2 (acc)",
+        "QNLI (acc)",
+        "RTE (acc)",
+        "MRPC (F1)",
+        "QQP (F1)",
+        "CoLA (MCC)",
+    ]
+    gpt3 = next(r for r in lmbff.rows if r.method_label == "in-context")
+    assert gpt3.values[-1] == (-1.5, 2.4) and gpt3.values[0] == (52.0, 0.7)
     assert {r.row for r in lmbff.rows} >= {
         "Majority",
         "Prompt-based zero-shot",
@@ -409,7 +458,7 @@ def test_published_match_states_the_difference_and_protocol(tmp_path):
     make_report(tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert (
-        "| lmbff-table3 | Prompt-based zero-shot | profile test, K=16 | roberta-large | SST-2 (acc) | 83.6 | 80.0 (0.0) | -3.6 | yes | NO |"
+        "| lmbff-table3 | Prompt-based zero-shot | profile test, K=16 | roberta-large | SST-2 (acc) | 83.6 | 80.0 (0.0) | -3.6 | yes | yes |"
         in md
     )
 
@@ -441,4 +490,4 @@ def test_points_at_one_place_share_a_label_and_close_labels_stack(tmp_path):
     recs += [record("lora", "SST-2", s, 0.60, profile="cpu") for s in (13, 21)]
     fig = params_figure(_table(write_all(tmp_path, recs)))
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
-    assert texts == ["bitfit", "finetune, prompt-finetune", "lora"]
+    assert texts == ["bitfit", "finetune\nprompt-finetune", "lora"]

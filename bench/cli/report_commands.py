@@ -39,3 +39,30 @@ def cmd_report(args) -> int:
         f"\n{len(paths)} files under {args.results}; start with {args.results / 'leaderboard.md'}"
     )
     return 0
+
+
+def _compare_options(p) -> None:
+    p.add_argument("reference", type=Path, help="folder of reference records (e.g. results/cpu)")
+    p.add_argument("rerun", type=Path, help="folder of re-run records to check against it")
+
+
+@command(
+    "compare",
+    "compare two folders of run records cell by cell (identical / within seed std / "
+    "different) with the environment difference; runs nothing",
+)(_compare_options)
+def cmd_compare(args) -> int:
+    """Exit 0 when every cell in both came back identical or within its seed std, 1 when one
+    differs (or nothing could be compared)."""
+    from bench.core.errors import TunebenchError
+    from bench.report.compare import DIFFERENT, compare, lines
+
+    for what, folder in (("reference", args.reference), ("rerun", args.rerun)):
+        if not folder.is_dir():
+            raise TunebenchError(
+                f"{what} folder {folder} not found; give two folders of run records, e.g. "
+                "`tunebench compare results/cpu results/reproduce/cpu-<time>/cpu`"
+            )
+    comp = compare(args.reference, args.rerun)
+    print("\n".join(lines(comp)))
+    return 1 if comp.count(DIFFERENT) or not comp.cells else 0

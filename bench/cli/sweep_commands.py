@@ -1,5 +1,6 @@
-"""Sub-commands ``sweep`` (search every cell of a profile; resumable) and ``reproduce``
-(sweep, then the report: what ``make reproduce`` runs)."""
+"""Sub-commands ``sweep`` (search every cell of a profile; resumable) and ``reproduce`` (re-run
+every cell of a profile into a fresh folder, then compare with the committed records: what
+``make reproduce`` runs)."""
 
 from __future__ import annotations
 
@@ -63,20 +64,54 @@ def cmd_sweep(args) -> int:
     return _sweep(args, profile, cells, root)
 
 
-@command("reproduce", "sweep a profile, then make the report (what `make reproduce` runs)")(
-    lambda p: _options(p, default_profile="cpu")
-)
+def _reproduce_options(p: argparse.ArgumentParser) -> None:
+    _options(p, default_profile="cpu")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="the fresh folder the cells are re-run into (default: "
+        "<results>/reproduce/<profile>-<UTC time>/); an existing one resumes",
+    )
+
+
+@command(
+    "reproduce",
+    "re-run every cell of a profile into a fresh folder, then compare with the committed "
+    "records under <results>/<profile>/ (what `make reproduce` runs)",
+)(_reproduce_options)
 def cmd_reproduce(args) -> int:
-    profile, cells, notes, root = _plan(args)
-    if args.dry_run:
-        return _dry_run(profile, cells, notes, args.results, root)
-    _sweep(args, profile, cells, root)
+    """Exit 0 when every re-run cell is identical or within its seed std of the committed one,
+    1 when one differs."""
+    from bench.report.compare import DIFFERENT, compare, lines
     from bench.report.make import make_report
 
-    paths = make_report(args.results)  # every profile's records there, one table per profile
-    print(f"\nreport: {len(paths)} files under {args.results}; start with "
-          f"{args.results / 'leaderboard.md'}")  # fmt: skip
-    return 0
+    profile, cells, notes, root = _plan(args)
+    reference = args.results / profile.name
+    out = args.out or args.results / "reproduce" / f"{profile.name}-{_utc_stamp()}"
+    if out.resolve() == args.results.resolve():
+        raise TunebenchError(
+            f"--out {out}: that is the results folder itself, whose records count as done, so "
+            "nothing would re-run; give a fresh folder (default: <results>/reproduce/...)"
+        )
+    rerun = argparse.Namespace(**{**vars(args), "results": out})
+    if args.dry_run:
+        print(f"re-run into {out}, then compare with {reference}")
+        return _dry_run(profile, cells, notes, out, root)
+    print(f"reproduce {profile.name}: re-running {len(cells)} cells into {out}")
+    _sweep(rerun, profile, cells, root)
+    paths = make_report(out)
+    print(f"report of the re-run: {len(paths)} files under {out}")
+    if not reference.is_dir():
+        print(f"no committed records under {reference}: nothing to compare with")
+        return 0
+    print(f"\ncompared with {reference}, cell by cell:")
+    comp = compare(reference, out / profile.name)
+    print("\n".join(lines(comp)))
+    return 1 if comp.count(DIFFERENT) else 0
+
+
+def _utc_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 def _plan(args):

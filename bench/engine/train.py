@@ -160,7 +160,7 @@ def train(
     seed: int,
     *,
     report=None,
-    progress: bool = False,
+    progress: str | bool = False,
 ) -> TrainResult:
     """Train the model's trainable parameters; return the best dev state's summary.
 
@@ -234,6 +234,7 @@ def train(
                     dev=ev.metrics,
                     state={id(p): p.detach().clone() for p in params},
                 )
+            bar.dev(done, primary, ev.metrics[primary])
             if report is not None:
                 report(done, ev.metrics[primary])
     bar.close()
@@ -276,7 +277,8 @@ def _micro_batches(model, train_ex, hp: Hyper, seed: int, rng):
             yield idx, batch
 
 
-def _bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+def _bar(total: int, progress: str | bool):
+    """``progress``: "bar" (or True) on a terminal, "lines" (one per dev evaluation), False."""
+    from bench.engine.progress import TrainProgress
 
-    return tqdm(total=total, desc="train", unit="step", disable=not enabled, leave=False)
+    return TrainProgress(total, progress)

@@ -1,9 +1,10 @@
 """The aggregation protocol ``tunebench.aggregate/1``: from run records to table cells.
 
 1. **Records.** Every ``*.json`` under the results folder whose ``schema`` is a
-   ``tunebench.run/1`` record (schema in ``bench.run.record``). Other JSON files are counted and
-   skipped; a record that breaks the schema is an error naming the file, and so are two records
-   for the same cell and seed.
+   ``tunebench.run/1`` record (schema in ``bench.run.record``), except under its ``reproduce/``
+   folder (re-runs by ``tunebench reproduce``: compared, never mixed in). Other JSON files are
+   counted and skipped; a record that breaks the schema is an error naming the file, and so are
+   two records for the same cell and seed.
 2. **Per seed.** A record is one seed of one cell. Its score is the test score of the
    configuration chosen on the K-shot dev set, which the sweep already picked: the record's
    top-level ``test`` metrics, read in the task's primary metric, on each of the task's test
@@ -43,6 +44,7 @@ RECORD_SCHEMA_PREFIX = "tunebench.run/"
 SUPPORTED_SCHEMAS = ("tunebench.run/1",)
 FAMILY_ORDER = ("full", "partial", "prompt")  # = methods.base.FAMILIES (a test checks it)
 SINGLE_RUNS = "runs"  # the profile of records written by `tunebench run` (no `profile` key)
+REPRODUCE = "reproduce"  # <results>/reproduce/: re-runs, left out of the folder's own report
 
 
 class RecordError(TunebenchError):
@@ -83,8 +85,9 @@ def load_records(results_dir: Path) -> Loaded:
     records, skipped = [], []
     for path in sorted(results_dir.rglob("*.json")):
         rel = path.relative_to(results_dir).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(results_dir).parts):
-            continue  # hidden files and folders (atomic-write temporaries, caches)
+        parts = path.relative_to(results_dir).parts
+        if any(part.startswith(".") for part in parts) or parts[0] == REPRODUCE:
+            continue  # hidden files and folders (atomic-write temporaries, caches); re-runs
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

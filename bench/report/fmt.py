@@ -61,11 +61,13 @@ def std_text(st) -> str:
 
 
 def best_rows(table: Table, col: Column) -> set[str]:
-    """Method labels with the best mean in ``col`` as displayed (ties at one decimal: all)."""
+    """Method labels with the best mean in ``col`` as displayed (ties at one decimal: all),
+    among cells with every expected seed: a cell with fewer (one seed, failed or missing ones)
+    is shown but never bold."""
     shown = {
         row.method_label: round(100 * row.cells[col].stats.mean, 1)
         for row in table.rows
-        if row.cells[col].stats.mean is not None
+        if row.cells[col].status == "complete"
     }
     if not shown:
         return set()
@@ -73,8 +75,20 @@ def best_rows(table: Table, col: Column) -> set[str]:
     return {label for label, v in shown.items() if v == best}
 
 
+def has_average(table: Table) -> bool:
+    """An average column only where there is something to average: two or more columns."""
+    return len(table.columns) > 1
+
+
 def best_average(table: Table) -> set[str]:
-    shown = {r.method_label: round(100 * r.average, 1) for r in table.rows if r.average is not None}
+    """The best average as displayed, among rows whose every cell is complete."""
+    if not has_average(table):
+        return set()
+    shown = {
+        r.method_label: round(100 * r.average, 1)
+        for r in table.rows
+        if r.average is not None and all(c.status == "complete" for c in r.cells.values())
+    }
     best = max(shown.values(), default=None)
     return {label for label, v in shown.items() if v == best}
 
@@ -144,9 +158,11 @@ def protocol_lines(agg: Aggregate) -> list[str]:
         "a seed whose run failed is 'failed', one without a record is 'missing' (or 'not run' "
         "when the profile ran the method on fewer seeds); none enters the mean, a cell lacking "
         "any is marked 'n/N seeds', and a one-seed cell's std is n/a.",
-        "Average: unweighted mean over a table's columns, given only when every column has a "
-        "mean. Bold: the best mean per column as displayed (ties: all). Trainable parameters, "
-        "peak memory and train time: medians over a row's finished runs.",
+        "Average (Avg.): unweighted mean over a table's columns, given only when the table has "
+        "two or more columns and every column has a mean. Bold: the best mean per column as "
+        "displayed (ties: all), among cells that have every expected seed; a cell with fewer "
+        "(e.g. one seed) is shown, never bold. Trainable parameters, peak memory and train "
+        "time: medians over a row's finished runs.",
         "Settings (sweep profile and K) are never mixed: each has its own tables.",
     ]
 

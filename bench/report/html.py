@@ -66,10 +66,13 @@ def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str]) -> str
             tds.append(f'<td data-task="{escape(col.task)}" data-value=""></td>')
         else:
             tds.append(_score_td(cell, row.method_label in best.get(col, ()), col.task))
-    avg = "" if row.average is None else f"{row.average:.6f}"
-    cls = "best" if row.method_label in best_avg else ""
-    mark = f'<span class="mark">{escape(row.average_marker)}</span>' if row.average_marker else ""
-    tds.append(f'<td class="{cls}" data-value="{avg}">{fmt.score(row.average)}{mark}</td>')
+    if len(columns) > 1:
+        avg = "" if row.average is None else f"{row.average:.6f}"
+        cls = "best" if row.method_label in best_avg else ""
+        mark = (
+            f'<span class="mark">{escape(row.average_marker)}</span>' if row.average_marker else ""
+        )
+        tds.append(f'<td class="{cls}" data-value="{avg}">{fmt.score(row.average)}{mark}</td>')
     numbers = [eff["trainable"], eff["pct"], eff["peak_bytes"], eff["train_s"]]
     for value, shown in zip(numbers, text.efficiency_cells(eff)):
         tds.append(f'<td data-value="{"" if value is None else value}">{escape(shown)}</td>')
@@ -95,7 +98,8 @@ def _leaderboard(agg: Aggregate) -> list[str]:
             f'<th data-type="num" data-higher="{higher}" data-task="{escape(c.task)}">'
             f"{escape(fmt.column_header(c))}</th>"
         )
-    th.append('<th data-type="num" data-higher="true">Avg.</th>')
+    if len(columns) > 1:  # one column: its average would repeat it
+        th.append('<th data-type="num" data-higher="true">Avg.</th>')
     for name in text.EFFICIENCY_HEADERS[:-1]:
         th.append(f'<th data-type="num" data-higher="false">{escape(name)}</th>')
     th.append(f'<th class="text" data-type="text">{text.EFFICIENCY_HEADERS[-1]}</th>')
@@ -117,7 +121,8 @@ def _leaderboard(agg: Aggregate) -> list[str]:
         _options("filter-task", "Task", tasks, None),
         '<span id="shown"></span></form>',
         '<p class="caption">Click a column header to sort (again to reverse). Bold: best mean '
-        "per column within its setting and backbone. Hover a score for its seeds.</p>",
+        "per column within its setting and backbone, among cells with every seed. Hover a score "
+        "for its seeds.</p>",
         '<div class="scroll"><table id="leaderboard"><thead><tr>' + "".join(th) + "</tr></thead>",
         "<tbody>",
         *rows,
@@ -132,8 +137,13 @@ def _figures(agg: Aggregate, figures: dict[str, dict[str, dict[str, bytes]]]) ->
         out.append(f"<h3>{escape(t.setting.label)} — {escape(t.backbone)}</h3>")
         out.append(f'<p class="caption">{escape(fmt.table_caption(t, agg.ddof))}</p>')
         for name, caption in (
-            ("params", "Average score against trainable parameters (log scale; colour: family)."),
-            ("seeds", "Per-seed test scores of every method on every column; line: the mean."),
+            (
+                "params",
+                "Test score (the average where the table has several columns) against trainable "
+                "parameters (log scale; methods that train nothing in the panel at 0); colour: "
+                "family; error bars: seed std; hollow: fewer seeds than the setting's.",
+            ),
+            ("seeds", "Every seed's test score of every method on every column; bar: the mean."),
         ):
             if name in figs:
                 data = base64.b64encode(figs[name]["svg"]).decode("ascii")
@@ -148,7 +158,9 @@ def _simple_table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
-        + "".join(f"<td{' class=unverified' if c == 'NO' else ''}>{escape(c)}</td>" for c in row)
+        + "".join(
+            f"<td{' class=unverified' if c == 'unverified' else ''}>{escape(c)}</td>" for c in row
+        )
         + "</tr>"
         for row in rows
     )
@@ -173,7 +185,7 @@ def _published(sources: list[Source], found: list[Match]) -> list[str]:
 
 def page(agg: Aggregate, figures, sources: list[Source], found: list[Match]) -> str:
     n_ok = sum(r.ok for r in agg.records)
-    notes = [f"Peak memory: {m}" for m in text.memory_methods(agg)] + agg.notes
+    notes = text.memory_notes(agg) + agg.notes
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

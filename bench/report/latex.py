@@ -23,11 +23,19 @@ _ESCAPES = {
     fmt.DASH: "--",
     "\u2014": "---",
     "\u2212": "$-$",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
+_ESCAPES.update({ch: " " for ch in "\r\n\t\f\v"})  # a blank line inside a tabular ends it
 
 
 def escape(text: str) -> str:
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+    """Text as LaTeX that prints it literally, safe anywhere in a cell: special characters
+    escaped, line breaks as spaces, and a leading ``[`` or ``*`` shielded by ``{}`` (after ``\\\\``
+    or ``\\midrule`` they would be read as an optional argument)."""
+    out = "".join(_ESCAPES.get(ch, ch) for ch in str(text))
+    return "{}" + out if out.startswith(("[", "*")) else out
 
 
 def _caption(text: str) -> str:
@@ -58,7 +66,8 @@ def main_table(table: Table, ddof: int) -> str:
     headers = [
         (c.task, f"({fmt.metric_display(c.metric)})", ", ".join(c.notes)) for c in table.columns
     ]
-    headers.append(("Avg.", "", ""))
+    if fmt.has_average(table):
+        headers.append(("Avg.", "", ""))
     blocks = [headers[i : i + MAX_COLUMNS] for i in range(0, len(headers), MAX_COLUMNS)]
     width = max(len(b) for b in blocks)
     best = {c: fmt.best_rows(table, c) for c in table.columns}
@@ -94,8 +103,13 @@ def main_table(table: Table, ddof: int) -> str:
         start += len(block)
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = _caption(
-        fmt.table_caption(table, ddof) + " Bold: best mean per column. Avg.: over every "
-        "column, given only where each has a mean."
+        fmt.table_caption(table, ddof)
+        + " Bold: best mean per column among cells with every seed."
+        + (
+            " Avg.: over every column, given only where each has a mean."
+            if fmt.has_average(table)
+            else ""
+        )
     )
     if marks:
         caption += r" $\dagger$ " + _caption(

@@ -1,17 +1,51 @@
-"""The leaderboard as Markdown and CSV, and the long per-cell CSV (every statistic of every cell)."""
+"""The leaderboard as Markdown and CSV, and the long per-cell CSV (every statistic of every cell).
+
+Text that comes from records (method labels, profile and backbone names, errors, paths) is
+untrusted, so every exported cell is made inert for the programs that open these files:
+
+- **CSV** (OWASP's rule against formula injection): a cell that begins with ``=``, ``+``, ``-``,
+  ``@``, a tab or a carriage return gets a leading ``'`` so a spreadsheet shows it as text. A cell
+  that is wholly a plain decimal number (``-1.50``, ``+3``, ``2.5e-3``; a CoLA MCC or a
+  difference can be negative) is data and is left as written: no spreadsheet reads it as a
+  formula.
+- **Markdown**: in every table cell ``&``, ``<`` and ``>`` become entities (no raw HTML reaches a
+  renderer), ``|`` is escaped and a line break becomes ``<br>`` (a row stays one row); text from
+  records also has Markdown's own punctuation (``\\ ` * _ ~ [ ]``) backslash-escaped, so
+  it can neither format nor link.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 
 from bench.report import fmt
 from bench.report.aggregate import Aggregate, Column, Table, column_key
 from bench.report.published import Match, Source
 
+_MD_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|"}
+_MD_PUNCT = re.compile(r"([\\`*_~\[\]])")  # emphasis, code, strike-through, links
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """A Markdown table cell made inert: HTML characters as entities, ``|`` escaped, line
+    breaks as ``<br>``."""
+    text = "".join(_MD_HTML.get(ch, ch) for ch in str(text))
+    return _NEWLINE.sub("<br>", text)
+
+
+def md_text(text: str) -> str:
+    """Text from a record (a label, a name, a path) as Markdown that shows it literally: its
+    Markdown punctuation backslash-escaped (HTML and line breaks are left to ``_md_escape``,
+    which every cell goes through; outside tables use ``md_line``)."""
+    return _MD_PUNCT.sub(r"\\\1", str(text))
+
+
+def md_line(text: str) -> str:
+    """Record text outside a table (headings, notes): escaped as a cell is, and literal."""
+    return _md_escape(md_text(text))
 
 
 def _md_row(cells: list[str]) -> str:
@@ -38,26 +72,29 @@ def efficiency_cells(eff: dict) -> list[str]:
 
 
 def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
-    headers = ["Method", "Family", *(fmt.column_header(c) for c in table.columns), "Avg."]
-    out = [f"## {table.setting.label} — backbone `{table.backbone}`", ""]
-    out += [fmt.table_caption(table, ddof), ""]
+    with_avg = fmt.has_average(table)
+    headers = ["Method", "Family", *(md_text(fmt.column_header(c)) for c in table.columns)]
+    headers += ["Avg."] if with_avg else []
+    out = [f"## {md_line(table.setting.label)} — backbone {md_line(table.backbone)}", ""]
+    out += [md_line(fmt.table_caption(table, ddof)), ""]
     out += [_md_row(headers + EFFICIENCY_HEADERS)]
     out += ["|" + "---|" * 2 + "---:|" * (len(headers) - 2 + len(EFFICIENCY_HEADERS))]
     best = {c: fmt.best_rows(table, c) for c in table.columns}
     best_avg = fmt.best_average(table)
     for row in table.rows:
-        cells = [row.method_label, row.family]
+        cells = [md_text(row.method_label), md_text(row.family)]
         for col in table.columns:
             cell = row.cells[col]
             text = fmt.cell_text(cell)
             text = f"**{text}**" if row.method_label in best[col] else text
             cells.append(text + (f" [{cell.marker}]" if cell.marker else ""))
-        avg = fmt.score(row.average)
-        avg = f"**{avg}**" if row.method_label in best_avg else avg
-        cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
+        if with_avg:
+            avg = fmt.score(row.average)
+            avg = f"**{avg}**" if row.method_label in best_avg else avg
+            cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
         out.append(_md_row(cells + efficiency_cells(row.efficiency())))
     out.append("")
-    out += [f"![{alt}]({path})" for alt, path in figures]
+    out += [f"![{md_line(alt)}]({path})" for alt, path in figures]
     return out + [""]
 
 
@@ -92,7 +129,7 @@ def match_rows(found: list[Match]) -> list[list[str]]:
                 ours,
                 fmt.DASH if m.difference is None else f"{m.difference:+.1f}",
                 "yes" if m.same_protocol else "no (seeds differ or incomplete)",
-                "yes" if m.row.verified else "NO",
+                "yes" if m.row.verified else "unverified",
             ]
         )
     return rows
@@ -120,7 +157,7 @@ def source_table(src: Source) -> tuple[list[str], list[list[str]]]:
         params = fmt.DASH if r.trainable_params is None else fmt.params(r.trainable_params)
         rows.append(
             [r.row, r.method_label or fmt.DASH, r.backbone, k, params, *values]
-            + ["yes" if r.verified else "NO"]
+            + ["yes" if r.verified else "unverified"]
         )
     return headers, rows
 
@@ -129,7 +166,7 @@ def _md_published(sources: list[Source], found: list[Match]) -> list[str]:
     out = ["## Published numbers beside ours", ""]
     if found:
         out += [_md_row(MATCH_HEADERS), "|" + "---|" * 5 + "---:|" * 3 + "---|" * 2]
-        out += [_md_row(r) for r in match_rows(found)]
+        out += [_md_row([*r[:2], md_text(r[2]), md_text(r[3]), *r[4:]]) for r in match_rows(found)]
     else:
         out.append(NO_MATCH)
     out.append("")
@@ -161,18 +198,36 @@ def markdown(agg: Aggregate, figures: dict[str, list[tuple[str, str]]], sources,
         lines += _md_table(table, agg.ddof, figures.get(fmt.table_slug(table), []))
     lines += _md_published(sources, found)
     lines += ["## Notes", ""]
-    lines += [f"- Peak memory: {how}" for how in memory_methods(agg)]
-    lines += [f"- {note}" for note in agg.notes]
+    lines += [f"- {md_line(note)}" for note in memory_notes(agg)]
+    lines += [f"- {md_line(note)}" for note in agg.notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def memory_methods(agg: Aggregate) -> list[str]:
-    found = {
-        f"{r.data['memory'].get('device')}: {r.data['memory'].get('how')}"
-        for r in agg.records
-        if r.ok and r.data["memory"].get("how")
-    }
-    return sorted(found)
+def memory_notes(agg: Aggregate) -> list[str]:
+    """One note per device on how peak memory was measured: the clauses (``; ``-separated) every
+    record on that device shares, then each other clause once, with the methods it applies to."""
+    by_device: dict[str, dict[str, set[str]]] = {}
+    for r in agg.records:
+        how = r.data["memory"].get("how") if r.ok else None
+        if how:
+            device = str(r.data["memory"].get("device"))
+            by_device.setdefault(device, {}).setdefault(how, set()).add(r.cell["method_label"])
+    notes = []
+    for device, hows in sorted(by_device.items()):
+        clauses = {h: [c.strip() for c in h.split(";")] for h in hows}
+        common = [c for c in clauses[min(hows)] if all(c in cs for cs in clauses.values())]
+        extra: dict[str, set[str]] = {}
+        for h, labels in hows.items():
+            for c in clauses[h]:
+                if c not in common:
+                    extra.setdefault(c, set()).update(labels)
+        prefix = f"{device}: "
+        common = [c[len(prefix) :] if c.lower().startswith(prefix.lower()) else c for c in common]
+        note = f"Peak memory ({device}): " + "; ".join(common)
+        for c, labels in sorted(extra.items()):
+            note += f". For {', '.join(sorted(labels))}: {c}"
+        notes.append(note)
+    return notes
 
 
 def all_columns(agg: Aggregate) -> list[Column]:
@@ -180,9 +235,22 @@ def all_columns(agg: Aggregate) -> list[Column]:
     return sorted(seen, key=column_key)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value) -> str:
+    """One CSV cell, neutralised against formula injection (OWASP): text beginning with
+    ``= + - @``, a tab or a carriage return gets a leading ``'``; a plain number is kept."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def _csv_text(rows: list[list]) -> str:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([csv_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
 
@@ -197,7 +265,9 @@ def leaderboard_csv(agg: Aggregate) -> str:
     for c in columns:
         name = f"{c.label} {c.metric} x100"
         header += [f"{name} mean", f"{name} std (ddof={agg.ddof})", f"{c.label} seeds"]
-    header += ["average x100", "average note", "trainable params", "trainable % of backbone"]
+    with_avg = len(columns) > 1  # one column: its average would repeat it
+    header += ["average x100", "average note"] if with_avg else []
+    header += ["trainable params", "trainable % of backbone"]
     header += ["peak memory MiB", "train time s", "trials per seed"]
     rows = [header]
     for t in agg.tables:
@@ -211,7 +281,7 @@ def leaderboard_csv(agg: Aggregate) -> str:
                 seeds = cell.marker or f"{cell.stats.n}/{len(cell.expected)} seeds"
                 line += [_num(cell.stats.mean), _num(cell.stats.std), seeds]
             eff = r.efficiency()
-            line += [_num(r.average), r.average_marker]
+            line += [_num(r.average), r.average_marker] if with_avg else []
             line += ["" if eff["trainable"] is None else str(int(round(eff["trainable"])))]
             line += [_num(eff["pct"], 1.0, 4), _num(eff["peak_bytes"], 1 / 2**20, 1)]
             line += [_num(eff["train_s"], 1.0, 2), fmt.trials(eff["trials"])]
