@@ -144,11 +144,17 @@ def _splits_options(p):
 
 @command("splits", "write K-shot splits (LM-BFF's protocol) to a folder")(_splits_options)
 def cmd_splits(args) -> int:
+    from bench.cli.names import check_k, check_seed
     from tasks import get_task
+
+    tasks = [get_task(t) for t in args.task]  # every name and number checked before any work
+    check_k(args.k)
+    for seed in args.seed or ():
+        check_seed(seed)
+
     from tasks.readers import data_root
     from tasks.splits import LMBFF_SEEDS, sample_split, write_jsonl, write_lmbff
 
-    tasks = [get_task(t) for t in args.task]  # every name checked before any work
     root = data_root(args.data_dir)
     write = write_lmbff if args.format == "lmbff" else write_jsonl
     for task in tasks:

@@ -80,6 +80,10 @@ def cmd_reproduce(args) -> int:
 
 
 def _plan(args):
+    from bench.cli.names import check_common
+
+    check_common(args)  # --workers, --threads, --device: before the heavy imports
+
     from bench.sweep.driver import quiet
     from bench.sweep.profile import load, plan
     from tasks.readers import data_root
