@@ -1,0 +1,274 @@
+"""Faults and bad input (issues 16 and 19): every case is a test of the exact message and exit
+code. Bad arguments are answered before the heavy imports; a run's --out is claimed for the
+whole run; a record that cannot be written after training is saved to a fallback path."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli.app import main
+from bench.core import validate
+from bench.core.errors import TunebenchError
+
+TINY = ["--backbone", "tiny-bert", "--task", "trec", "--method", "finetune", "--k", "4"]
+FAST = ["--set", "steps=2", "--set", "eval_every=1"]
+
+
+def error_of(capsys, *argv: str) -> tuple[int, str]:
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+# --- arguments, checked before any heavy import ------------------------------------------------
+
+METHODS = (
+    "autoprompt, bitfit, finetune, head-only, in-context, lmbff-auto-label, lmbff-auto-template, "
+    "lora, p-tuning, p-tuning-full, p-tuning-v2, prefix-tuning, prompt-finetune, "
+    "prompt-finetune-demo, prompt-tuning, ptr, zero-shot"
+)
+BAD_ARGUMENTS = [
+    (["run", "--method", "lorax"], f"unknown method 'lorax'; choose one of: {METHODS}"),
+    (
+        ["run", "--method", "lora", "--task", "sst2"],
+        "unknown task 'sst2'; choose one of: CoLA, GLUE-SST-2, MNLI, MRPC, QNLI, QQP, RTE, "
+        "SNLI, SST-2, STS-B, cr, mpqa, mr, sst-5, subj, trec",
+    ),
+    (
+        ["run", "--method", "lora", "--backbone", "/some/abs/path"],
+        "backbone '/some/abs/path' is neither a catalog name nor a hub id (org/name); for a "
+        "local model folder write path:/some/abs/path",
+    ),
+    (
+        ["run", "--method", "lora", "--backbone", "path:/no/such/dir"],
+        "backbone 'path:/no/such/dir': /no/such/dir is not a model folder (no config.json); "
+        "give path:DIR with a folder saved by transformers' save_pretrained",
+    ),
+    (
+        ["run", "--method", "lora", "--seed", "-1"],
+        "--seed -1: a seed must be an integer in [0, 4294967295]",
+    ),
+    (
+        ["run", "--method", "lora", "--seed", "4294967296"],
+        "--seed 4294967296: a seed must be an integer in [0, 4294967295]",
+    ),
+    (
+        ["splits", "--task", "SST-2", "--seed", "-1", "--out", "x"],
+        "--seed -1: a seed must be an integer in [0, 4294967295]",
+    ),
+    (
+        ["run", "--method", "lora", "--k", "0"],
+        "--k 0: K (examples per label) must be an integer >= 1",
+    ),
+    (
+        ["splits", "--task", "SST-2", "--k", "-3", "--out", "x"],
+        "--k -3: K (examples per label) must be an integer >= 1",
+    ),
+    (
+        ["run", "--method", "lora", "--device", "gpu"],
+        "--device 'gpu': expected cpu, cuda or cuda:N",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "lr=nan"],
+        "--set lr='nan': expected a finite number > 0",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "lr=inf"],
+        "--set lr='inf': expected a finite number > 0",
+    ),
+    (["run", "--method", "lora", "--set", "lr=0"], "--set lr='0': expected a finite number > 0"),
+    (
+        ["run", "--method", "lora", "--set", "steps=2.7"],
+        "--set steps='2.7': expected an integer >= 1",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "steps=true"],
+        "--set steps='true': expected an integer >= 1",
+    ),
+    (["run", "--method", "lora", "--set", "steps=0"], "--set steps='0': expected an integer >= 1"),
+    (
+        ["run", "--method", "lora", "--set", "steps=-4"],
+        "--set steps='-4': expected an integer >= 1",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "eval_every=0"],
+        "--set eval_every='0': expected an integer >= 1",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "batch_size=0"],
+        "--set batch_size='0': expected an integer >= 1",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "grad_accum=0"],
+        "--set grad_accum='0': expected an integer >= 1",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "max_length=-5"],
+        "--set max_length='-5': expected an integer >= 0",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "warmup_ratio=1.5"],
+        "--set warmup_ratio='1.5': expected a finite number in [0, 1]",
+    ),
+    (["sweep", "smoke", "--workers", "0"], "--workers 0: expected an integer >= 1"),
+    (["sweep", "smoke", "--workers", "-2"], "--workers -2: expected an integer >= 1"),
+    (["sweep", "smoke", "--threads", "-1"], "--threads -1: expected an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS, ids=lambda v: " ".join(v)[:60])
+def test_bad_arguments_get_one_line_and_exit_2(capsys, argv, message):
+    rc, err = error_of(capsys, *argv)
+    assert (rc, err) == (2, f"tunebench: error: {message}")
+
+
+def test_bad_arguments_are_answered_before_torch_is_imported():
+    """The checks above run with nothing heavy imported (that took 4-10 s before)."""
+    code = (
+        "import sys; from bench.cli.app import main\n"
+        "codes = [main(a) for a in (['run', '--method', 'lorax'], ['run', '--method', 'lora', "
+        "'--seed', '-1'], ['run', '--method', 'lora', '--set', 'steps=0'], ['splits', '--task', "
+        "'SST-2', '--k', '0', '--out', 'x'], ['run', '--method', 'lora', '--device', 'cuda:x'])]\n"
+        "print(codes, [m for m in ('torch', 'transformers', 'pandas') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[2, 2, 2, 2, 2] []"
+
+
+def test_the_name_index_is_the_registry_and_the_catalog():
+    """The CLI reads method and backbone names from the sources (no import); they must be
+    exactly what the registry and the catalog hold."""
+    from bench.backbones.catalog import CATALOG
+    from bench.cli.names import backbone_names, method_names
+    from methods import REGISTRY
+
+    assert method_names() == tuple(sorted(REGISTRY))
+    assert backbone_names() == tuple(sorted(CATALOG))
+
+
+def test_the_shared_settings_kinds_are_the_training_loops():
+    from methods.base import COMMON
+
+    for key, kind in validate.KINDS.items():
+        assert type(COMMON[key]) is type(kind), key
+
+
+@pytest.mark.parametrize(
+    "value, default, expected",
+    [("3", 1, 3), ("1e-3", 0.1, 1e-3), (2, 1.0, 2.0), ("yes", False, True), ("x", "a", "x")],
+)
+def test_settings_parse_as_the_defaults_type(value, default, expected):
+    got = validate.setting("k", value, default, "--set")
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "value, default, message",
+    [
+        (True, 1, "file [settings] k=True: expected an integer"),
+        (2.0, 1, "file [settings] k=2.0: expected an integer"),
+        ("3", 1.0, "file [settings] k='3': expected a finite number"),
+        (float("nan"), 1.0, "file [settings] k=nan: expected a finite number"),
+        (1, True, "file [settings] k=1: expected true or false"),
+        (5, "a", "file [settings] k=5: expected a string"),
+    ],
+)
+def test_typed_settings_must_have_the_exact_type(value, default, message):
+    with pytest.raises(validate.SettingError) as e:
+        validate.setting("k", value, default, "file [settings]")
+    assert str(e.value) == message
+
+
+# --- a run's output: claimed, checked writable, never lost ----------------------------------
+
+
+def test_a_second_run_on_the_same_out_refuses_at_once(tmp_path, capsys, data_root):
+    from bench.sweep.claims import claim
+
+    out = tmp_path / "r.json"
+    with claim(out) as held:  # another run holds the path
+        assert held
+        rc, err = error_of(capsys, "run", *TINY, *FAST, "--out", str(out))
+    assert rc == 2
+    assert err.startswith(f"tunebench: error: {out} is claimed by another run (pid {os.getpid()}")
+    assert err.endswith("wait for it to finish or pass --out elsewhere")
+    assert not out.exists()
+
+
+def test_an_unwritable_output_folder_is_refused_before_training(tmp_path, capsys, data_root):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = blocker / "sub" / "r.json"  # its folder cannot be made: a file is in the way
+    rc, err = error_of(capsys, "run", *TINY, *FAST, "--out", str(out))
+    assert rc == 2
+    assert err == (
+        f"tunebench: error: cannot write to {out.parent} (Not a directory); fix its "
+        "permissions or pass --out elsewhere (checked before training)"
+    )
+
+
+def test_a_write_failure_after_training_saves_the_record_to_a_fallback(
+    tmp_path, capsys, monkeypatch, data_root, one_thread
+):
+    import bench.cli.commands as commands
+
+    real = commands.atomic_write_json
+
+    def full_disk(path, obj):
+        if path.name == "r.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, obj)
+
+    monkeypatch.setattr(commands, "atomic_write_json", full_disk)
+    monkeypatch.setenv("TUNEBENCH_FALLBACK_DIR", str(tmp_path / "fallback"))
+    out = tmp_path / "out" / "r.json"
+    rc, err = error_of(capsys, "run", *TINY, *FAST, "--out", str(out))
+    saved = list((tmp_path / "fallback").glob("r-*.json"))
+    assert rc == 2 and len(saved) == 1
+    assert err == (
+        f"tunebench: error: cannot write {out} (No space left on device); the record is saved "
+        f"at {saved[0]}; move it into place once fixed"
+    )
+    record = json.loads(saved[0].read_text())
+    assert record["cell"]["method"] == "finetune" and record["status"] == "ok"
+    assert not out.exists() and not out.with_suffix(".claim").exists()
+
+
+def test_records_are_written_with_the_process_umask(tmp_path):
+    from bench.core.io import atomic_write_json
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    atomic_write_json(tmp_path / "b.json", {"x": 1})
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o666 & ~old
+
+
+def test_run_takes_allow_short(tmp_path, capsys, data_root, one_thread):
+    out = tmp_path / "r.json"
+    rc, err = error_of(capsys, "run", *TINY[:-1], "200", *FAST, "--out", str(out))
+    assert rc == 2 and "use a smaller K or --allow-short to take what there is" in err
+    rc = main(["run", *TINY[:-1], "200", *FAST, "--out", str(out), "--allow-short"])
+    assert rc == 0 and json.loads(out.read_text())["status"] == "ok"
+
+
+def test_an_error_is_a_tunebench_error():
+    assert issubclass(validate.SettingError, TunebenchError)
+
+
+def test_a_profile_string_is_not_a_number():
+    with pytest.raises(validate.SettingError) as e:
+        validate.setting("steps", "3", 1, "p.toml [settings]")
+    assert str(e.value) == "p.toml [settings] steps='3': expected an integer >= 1"
