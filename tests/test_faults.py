@@ -272,3 +272,97 @@ def test_a_profile_string_is_not_a_number():
     with pytest.raises(validate.SettingError) as e:
         validate.setting("steps", "3", 1, "p.toml [settings]")
     assert str(e.value) == "p.toml [settings] steps='3': expected an integer >= 1"
+
+
+# --- profiles: every value checked at --dry-run, never halfway through a sweep ---------------
+
+BASE = 'backbones = ["tiny-roberta"]\ntasks = ["RTE"]\nk = [4]\nseeds = [13]\n'
+ENTRY = '[[methods]]\nmethod = "finetune"\n'
+BAD_PROFILES = [
+    ("[settings]\nlr = nan\n" + ENTRY, "{p} [settings] lr=nan: expected a finite number > 0"),
+    ("[settings]\nlr = inf\n" + ENTRY, "{p} [settings] lr=inf: expected a finite number > 0"),
+    ("[settings]\nsteps = 0\n" + ENTRY, "{p} [settings] steps=0: expected an integer >= 1"),
+    ("[settings]\nsteps = -3\n" + ENTRY, "{p} [settings] steps=-3: expected an integer >= 1"),
+    ("[settings]\nsteps = true\n" + ENTRY, "{p} [settings] steps=True: expected an integer >= 1"),
+    ("[settings]\nsteps = 2.7\n" + ENTRY, "{p} [settings] steps=2.7: expected an integer >= 1"),
+    (
+        "[settings]\neval_every = 0\n" + ENTRY,
+        "{p} [settings] eval_every=0: expected an integer >= 1",
+    ),
+    (
+        "[settings]\nbatch_size = 0\n" + ENTRY,
+        "{p} [settings] batch_size=0: expected an integer >= 1",
+    ),
+    (
+        "[settings]\ngrad_accum = 0\n" + ENTRY,
+        "{p} [settings] grad_accum=0: expected an integer >= 1",
+    ),
+    (
+        "[settings]\nmax_length = -5\n" + ENTRY,
+        "{p} [settings] max_length=-5: expected an integer >= 0",
+    ),
+    (
+        ENTRY + "settings = { lr = nan }\n",
+        "{p} [[methods]] finetune settings lr=nan: expected a finite number > 0",
+    ),
+    ('[search]\ntrials = "3"\n' + ENTRY, "{p} [search] trials='3': expected an integer >= 1"),
+    ("[search]\ntrials = 0\n" + ENTRY, "{p} [search] trials=0: expected an integer >= 1"),
+    (
+        '[search]\nmode = "grid"\ngrid = { lr = [] }\n' + ENTRY,
+        "{p} [search].grid lr=[]: expected a non-empty list of values",
+    ),
+    (
+        '[search]\nmode = "grid"\ngrid = { lr = [1e-5, nan] }\n' + ENTRY,
+        "{p} [search.grid] lr=nan: expected a finite number > 0",
+    ),
+    (
+        '[search]\nmode = "grid"\ngrid = { batch_size = [2, 2] }\n' + ENTRY,
+        "{p} [search]: grid batch_size lists 2 twice; give each once",
+    ),
+    (
+        ENTRY + 'estimate_s = "abc"\n',
+        "{p} [[methods]] finetune estimate_s='abc': expected a finite number >= 0",
+    ),
+    (ENTRY + "trials = 1.5\n", "{p} [[methods]] finetune trials=1.5: expected an integer >= 1"),
+    ("partial = 1\n" + ENTRY, "{p} partial=1: expected true or false"),
+]
+BAD_LISTS = [  # the profile's own lists
+    ("seeds = [13, 21, 13]", "{p}: seeds lists 13 twice; give each once"),
+    ("seeds = [-1]", "{p} seeds=-1: expected an integer in [0, 4294967295]"),
+    ("seeds = [4294967296]", "{p} seeds=4294967296: expected an integer in [0, 4294967295]"),
+    ("k = [4, 4]", "{p}: k lists 4 twice; give each once"),
+    ("k = [0]", "{p} k=0: expected an integer >= 1"),
+    ("k = [true]", "{p} k=True: expected an integer >= 1"),
+    ('tasks = ["RTE", "rte"]', "{p}: tasks lists 'RTE' twice; give each once"),
+    (
+        'backbones = ["tiny-roberta", "tiny-roberta"]',
+        "{p}: backbones lists 'tiny-roberta' twice; give each once",
+    ),
+    (
+        'backbones = ["/some/abs/path"]',
+        "backbone '/some/abs/path' is neither a catalog name nor a hub id (org/name); for a "
+        "local model folder write path:/some/abs/path",
+    ),
+]
+
+
+def _profile(tmp_path, text: str):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", BAD_PROFILES, ids=[m for _, m in BAD_PROFILES])
+def test_a_bad_profile_value_fails_at_dry_run(tmp_path, capsys, text, message):
+    path = _profile(tmp_path, BASE + text)
+    rc, err = error_of(capsys, "sweep", str(path), "--dry-run", "--results", str(tmp_path))
+    assert (rc, err) == (2, "tunebench: error: " + message.format(p=f"profile {path}"))
+
+
+@pytest.mark.parametrize("line, message", BAD_LISTS, ids=[m for _, m in BAD_LISTS])
+def test_a_duplicate_or_bad_list_is_named_as_what_it_is(tmp_path, capsys, line, message):
+    key = line.split(" ")[0]
+    base = "\n".join(x for x in BASE.splitlines() if not x.startswith(key + " "))
+    path = _profile(tmp_path, f"{base}\n{line}\n{ENTRY}")
+    rc, err = error_of(capsys, "sweep", str(path), "--dry-run", "--results", str(tmp_path))
+    assert (rc, err) == (2, "tunebench: error: " + message.format(p=f"profile {path}"))
