@@ -5,11 +5,13 @@ whole run; a record that cannot be written after training is saved to a fallback
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -366,3 +368,183 @@ def test_a_duplicate_or_bad_list_is_named_as_what_it_is(tmp_path, capsys, line, 
     path = _profile(tmp_path, f"{base}\n{line}\n{ENTRY}")
     rc, err = error_of(capsys, "sweep", str(path), "--dry-run", "--results", str(tmp_path))
     assert (rc, err) == (2, "tunebench: error: " + message.format(p=f"profile {path}"))
+
+
+# --- the journal and a full disk ---------------------------------------------------------------
+
+SMALL = (
+    'backbones = ["tiny-bert"]\ntasks = ["trec"]\nk = [4]\nseeds = [13, 21]\n'
+    "[search]\ntrials = 2\n[settings]\nsteps = 2\neval_every = 1\n"
+    '[[methods]]\nmethod = "finetune"\n'
+)
+
+
+def _records(results):
+    return {
+        p.relative_to(results).as_posix(): json.loads(p.read_text())
+        for p in results.rglob("*.json")
+        if not p.name.startswith(".")
+    }
+
+
+def test_a_torn_journal_tail_is_moved_aside_and_the_journal_works_again(tmp_path, capsys):
+    import optuna
+
+    from bench.sweep import journal
+    from bench.sweep.search import open_storage
+
+    path = tmp_path / "p" / "optuna.journal"
+    optuna.create_study(storage=open_storage(path), study_name="a")
+    good = path.read_bytes()
+    with open(path, "ab") as f:
+        f.write(b'{"op_cod')  # a write cut short by a full disk
+    with journal.guard(tmp_path / "p", path) as notes:
+        pass
+    aside = list(path.parent.glob("optuna.journal.torn-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b'{"op_cod'
+    assert notes == [
+        f"repaired {path}: its last 8 bytes were a torn write (a full disk or a kill); moved "
+        f"them to {aside[0]}"
+    ]
+    assert capsys.readouterr().err.splitlines()[-1] == f"tunebench: {notes[0]}"
+    assert path.read_bytes() == good  # never appended to: the next write starts a new line
+    optuna.create_study(storage=open_storage(path), study_name="b")
+    assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(path))] == ["a", "b"]
+
+
+def test_stale_locks_and_orphan_temporary_records_are_cleaned_at_start(tmp_path):
+    from bench.sweep import journal
+
+    folder = tmp_path / "p"
+    cell = folder / "tiny-bert" / "trec" / "finetune"
+    cell.mkdir(parents=True)
+    orphan = cell / ".k4-seed13.json.abc123.tmp"
+    orphan.write_text("{")
+    lock = folder / "optuna.journal.lock"
+    os.symlink(folder / "optuna.journal", lock)
+    with journal.guard(folder, folder / "optuna.journal") as first:
+        assert first == [
+            f"removed a stale Optuna lock {lock} (left by a killed writer)",
+            "removed 1 temporary file(s) of records cut short by a kill",
+        ]
+        assert not orphan.exists() and not os.path.lexists(lock)
+        orphan.write_text("{")  # a running sweep's own temporary file
+        with journal.guard(folder, folder / "optuna.journal") as second:
+            assert second == [] and orphan.exists()  # others run: nothing is touched
+
+
+def test_low_free_space_stops_the_sweep_before_a_cell(tmp_path, capsys, monkeypatch, data_root):
+    monkeypatch.setenv("TUNEBENCH_MIN_FREE_MB", "1e12")
+    path = _profile(tmp_path, SMALL)
+    rc, err = error_of(
+        capsys, "sweep", str(path), "--results", str(tmp_path / "r"), "--no-progress"
+    )
+    assert rc == 2
+    assert err.startswith("tunebench: error: only ") and err.endswith(
+        "(a cell needs 1e+12 MiB, $TUNEBENCH_MIN_FREE_MB); free space and rerun: finished "
+        "cells are kept and the sweep resumes where it stopped"
+    )
+    assert _records(tmp_path / "r") == {}
+
+
+def test_a_failed_write_never_produces_a_record(tmp_path, capsys, monkeypatch, data_root):
+    from bench.sweep import search
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "optuna.journal")
+
+    monkeypatch.setattr(search, "run_search", full)
+    path = _profile(tmp_path, SMALL)
+    rc, err = error_of(
+        capsys, "sweep", str(path), "--results", str(tmp_path / "r"), "--no-progress"
+    )
+    assert (rc, err) == (
+        2,
+        "tunebench: error: stopped at cell tiny-bert/trec/finetune/k4-seed13: No space left on "
+        "device (optuna.journal); free space (or fix the disk) and rerun: finished cells are "
+        "kept and the sweep resumes where it stopped",
+    )
+    assert _records(tmp_path / "r") == {}  # not a "failed" record: the cell is still to do
+
+
+def _mount_tmpfs(where, size: str) -> bool:
+    where.mkdir()
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+def test_a_full_disk_stops_cleanly_and_the_sweep_finishes_once_space_is_freed(
+    tmp_path, capsys, monkeypatch, data_root, one_thread
+):
+    """Issue 19's sequence on a 2 MB tmpfs: fill it, run twice, free it, run."""
+    mnt = tmp_path / "mnt"
+    if not _mount_tmpfs(mnt, "2m"):
+        pytest.skip("mounting a tmpfs is not allowed here (needs root; CI runs as root)")
+    try:
+        monkeypatch.setenv("TUNEBENCH_MIN_FREE_MB", "0")  # exercise the write errors themselves
+        profile, results = _profile(tmp_path, SMALL), mnt / "r"
+        argv = ["sweep", str(profile), "--results", str(results), "--no-progress"]
+        assert main([*argv, "--seeds", "13"]) == 0  # one cell done, then the disk fills up
+        capsys.readouterr()
+        filler = mnt / "filler"
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize - 4096))
+        for _ in range(2):
+            rc, err = error_of(capsys, *argv)
+            assert rc == 2 and err.splitlines()[-1].startswith("tunebench: error: stopped ")
+            assert "No space left on device" in err and "Traceback" not in err
+            assert all(r["status"] == "ok" for r in _records(results).values())
+        filler.unlink()
+        assert main(argv) == 0
+        records = _records(results)
+        assert len(records) == 2 and all(r["status"] == "ok" for r in records.values())
+        assert all(len(r["trials"]) == 2 for r in records.values())
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+# --- names become safe paths inside --results -----------------------------------------------
+
+
+def test_record_paths_stay_inside_results(tmp_path):
+    from bench.core.paths import PathError, component, inside
+    from bench.sweep.profile import SweepCell
+    from bench.sweep.search import SearchConfig
+
+    def cell(backbone, label="finetune", profile="p"):
+        return SweepCell(profile, backbone, "RTE", "finetune", label, "full", 4, 13, False, {},
+                         SearchConfig(), None)  # fmt: skip
+
+    r = tmp_path / "r"
+    assert cell("org/model").record_path(r) == r / "p/org--model/RTE/finetune/k4-seed13.json"
+    local = cell("path:/some/abs/path").record_path(r)
+    assert local.parent.parent.parent.name.startswith("path-path-") and r in local.parents
+    assert cell("x", label="a/../../b").record_path(r).parent.name == "a--..--..--b"
+    with pytest.raises(PathError, match=r"name '\.\.' cannot be a file or folder name"):
+        component("..")
+    with pytest.raises(PathError, match="would be written outside"):
+        inside(r, r / ".." / "x.json")
+
+
+def test_a_local_model_folder_is_a_path_backbone(tmp_path, capsys, monkeypatch, data_root):
+    from bench.backbones.catalog import get_spec, load_backbone
+
+    b = load_backbone("tiny-bert")
+    folder = tmp_path / "my model"
+    b.model.save_pretrained(folder)
+    b.tokenizer.save_pretrained(folder)
+    spec = get_spec(f"path:{folder}")
+    assert (spec.source, spec.hub_id) == ("path", None)
+    assert load_backbone(f"path:{folder}").kind == "mlm"  # read from its config
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--backbone", f"path:{folder}", *TINY[2:], *FAST]) == 0
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    written = [p.relative_to(tmp_path) for p in (tmp_path / "results").rglob("*.json")]
+    assert written == [Path(f"results/runs/path-my_model-{digest}/trec/finetune/k4-seed13.json")]

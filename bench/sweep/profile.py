@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench.core import validate
 from bench.core.errors import BackboneError, TunebenchError
+from bench.core.paths import component, inside
 from bench.sweep.search import MODES, PRUNERS, SearchConfig, searched_names
 from methods import REGISTRY, get_method
 from tasks import TASKS, get_task
@@ -289,7 +290,12 @@ class SweepCell:
         return f"{self.backbone}/{task}/{self.label}/k{self.k}-seed{self.seed}"
 
     def record_path(self, results: Path) -> Path:
-        return Path(results) / self.profile / f"{self.name}.json"
+        """``<results>/<profile>/<backbone>/<task>/<label>/k<K>-seed<S>.json``, each name made
+        one safe path component (a hub id's ``/``, a ``path:`` backbone), checked to stay
+        inside ``results``."""
+        task = self.task + ("-partial" if self.partial else "")
+        parts = [component(n) for n in (self.profile, self.backbone, task, self.label)]
+        return inside(results, Path(results).joinpath(*parts, f"k{self.k}-seed{self.seed}.json"))
 
     @property
     def study_name(self) -> str:
