@@ -90,6 +90,7 @@ class Task:
     partial_files: Files | None = None  # rows of ../partial/<task>/, used only when asked
     prompts: dict[str, Prompt] = field(default_factory=dict)  # named variants ("causal", ...)
     description: str = ""
+    empty_text: bool = False  # rows with empty text are kept (counted), not refused
 
     @property
     def is_pair(self) -> bool:

@@ -548,3 +548,135 @@ def test_a_local_model_folder_is_a_path_backbone(tmp_path, capsys, monkeypatch, 
     digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
     written = [p.relative_to(tmp_path) for p in (tmp_path / "results").rglob("*.json")]
     assert written == [Path(f"results/runs/path-my_model-{digest}/trec/finetune/k4-seed13.json")]
+
+
+# --- data files: exact file:line(:column), labels as text, empty text -------------------------
+
+SST2_OK = "sentence\tlabel\n" + "".join(f"row {i} text\t{i % 2}\n" for i in range(8))
+CSV_OK = "".join(f"{i % 2},row {i} text\n" for i in range(8))
+
+
+def _data(tmp_path, task: str, files: dict[str, str | bytes]):
+    """A data root holding one task whose files are ``files`` (str or bytes)."""
+    root = tmp_path / "original"
+    folder = root / task
+    folder.mkdir(parents=True)
+    for name, body in files.items():
+        (folder / name).write_bytes(body.encode() if isinstance(body, str) else body)
+    return root, folder
+
+
+def _long_tsv_with_bad_byte_at(line: int) -> bytes:
+    rows = [
+        f"a sentence long enough to pass a decoder chunk, number {i}\t{i % 2}\n" for i in range(800)
+    ]
+    body = ("sentence\tlabel\n" + "".join(rows)).encode()
+    lines = body.split(b"\n")
+    lines[line - 1] = b"a caf\xe9 sentence\t1"  # latin-1, not UTF-8: line ``line``, column 6
+    return b"\n".join(lines)
+
+
+DATA_CASES = [
+    (
+        "SST-2",
+        {"train.tsv": _long_tsv_with_bad_byte_at(500), "dev.tsv": SST2_OK},
+        "{d}/train.tsv:500:6: bytes that are not UTF-8 (invalid continuation byte: b'\\xe9'); "
+        "re-encode the file as UTF-8",
+    ),
+    (
+        "mr",
+        {"train.csv": CSV_OK + "1.0,a row\n" + CSV_OK, "test.csv": CSV_OK},
+        "{d}/train.csv:9: label '1.0' is not one of task mr's labels (0, 1; compared as text)",
+    ),
+    (
+        "mr",
+        {"train.csv": CSV_OK + ",a row\n", "test.csv": CSV_OK},
+        "{d}/train.csv:9: label '' is not one of task mr's labels (0, 1; compared as text)",
+    ),
+    (
+        "mr",
+        {"train.csv": CSV_OK, "test.csv": CSV_OK + '0,"two\nlines"\n1,NaN\n'},
+        "{d}/test.csv:11: field 2 is empty (NaN); every row of task mr needs text there",
+    ),
+    (
+        "mr",
+        {"train.csv": CSV_OK + "1,a \0 NUL\n", "test.csv": CSV_OK},
+        "{d}/train.csv:9: field 2 holds a NUL byte; remove it (a text file has none)",
+    ),
+    (
+        "SST-2",
+        {"train.tsv": SST2_OK + "\t1\n", "dev.tsv": SST2_OK},
+        "{d}/train.tsv:10: field 1 ('sentence') is empty (''); every row of task SST-2 needs "
+        "text there",
+    ),
+    (
+        "SST-2",
+        {"train.tsv": SST2_OK + "   \t1\n", "dev.tsv": SST2_OK},
+        "{d}/train.tsv:10: field 1 ('sentence') is empty ('   '); every row of task SST-2 "
+        "needs text there",
+    ),
+    (
+        "SST-2",
+        {"train.tsv": "sentence\tlabel\n" + "\t0\n\t1\n" * 4, "dev.tsv": SST2_OK},
+        "{d}/train.tsv:2: field 1 ('sentence') is empty (''); every row of task SST-2 needs "
+        "text there",
+    ),
+    (
+        "SST-2",
+        {"train.tsv": SST2_OK + "a\0b\t1\n", "dev.tsv": SST2_OK},
+        "{d}/train.tsv:10:2: a NUL byte; remove it (a text file has none)",
+    ),
+    (
+        "SST-2",
+        {"train.tsv": SST2_OK, "dev.tsv": "sentence\tlabel\n"},
+        "task SST-2: test file {d}/dev.tsv has no rows (empty, or only a header); a split "
+        "needs its test set: restore the file",
+    ),
+    (
+        "mr",
+        {"train.csv": CSV_OK, "test.csv": ""},
+        "task mr: test file {d}/test.csv has no rows (empty, or only a header); a split needs "
+        "its test set: restore the file",
+    ),
+    (
+        "mr",
+        {"train.csv": "", "test.csv": CSV_OK},
+        "task mr: training file {d}/train.csv has no rows (empty, or only a header); restore "
+        "the file",
+    ),
+    (
+        "mr",
+        {"train.csv": CSV_OK + "1,a,b\n", "test.csv": CSV_OK},
+        "{d}/train.csv:9: 3 fields; expected 2 ('label,sentence', no header)",
+    ),
+]
+
+
+@pytest.mark.parametrize("task, files, message", DATA_CASES, ids=[m[:50] for _, _, m in DATA_CASES])
+def test_a_data_defect_is_named_at_its_line(tmp_path, capsys, task, files, message):
+    root, folder = _data(tmp_path, task, files)
+    argv = ["splits", "--task", task, "--k", "1", "--seed", "13", "--out", str(tmp_path / "o")]
+    rc, err = error_of(capsys, *argv, "--data-dir", str(root))
+    assert (rc, err) == (2, "tunebench: error: " + message.format(d=folder))
+
+
+def test_empty_text_a_task_allows_is_counted_once_per_file(tmp_path, capsys):
+    """cr's original data has whitespace-only reviews (one space): kept, as LM-BFF keeps them,
+    and reported once per file however many seeds are drawn."""
+    root, folder = _data(tmp_path, "cr", {"train.csv": CSV_OK + "1, \n0,\n", "test.csv": CSV_OK})
+    argv = ["splits", "--task", "cr", "--k", "1", "--seed", "13", "--seed", "21"]
+    assert main([*argv, "--out", str(tmp_path / "o"), "--data-dir", str(root)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [
+        f"note: {folder}/train.csv: 2 row(s) with empty text, kept (task cr's original data "
+        "has them; LM-BFF keeps them)"
+    ]
+
+
+def test_the_real_cr_and_mpqa_keep_their_empty_texts(data_root):
+    from tasks import get_task
+    from tasks.splits import sample_split
+
+    for task, counts in (("cr", ["3", "1"]), ("mpqa", ["3"])):
+        split = sample_split(get_task(task), 16, 13, data_root)
+        assert [n.split(": ")[1].split(" ")[0] for n in split.notes] == counts

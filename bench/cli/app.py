@@ -157,6 +157,7 @@ def cmd_splits(args) -> int:
 
     root = data_root(args.data_dir)
     write = write_lmbff if args.format == "lmbff" else write_jsonl
+    noted = set()
     for task in tasks:
         for seed in args.seed or LMBFF_SEEDS:
             split = sample_split(
@@ -172,6 +173,10 @@ def cmd_splits(args) -> int:
                 for lab, n in split.short.items()
             )
             notes += "; PARTIAL DATA (a sample of the original files)" if split.partial else ""
+            for note in split.notes:  # once per file, not once per seed
+                if note not in noted:
+                    noted.add(note)
+                    print(f"note: {note}", file=sys.stderr)
             print(f"{where}  fingerprint {split.fingerprint}  ({sizes}){notes}")
     return 0
 
