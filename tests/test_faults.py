@@ -680,3 +680,28 @@ def test_the_real_cr_and_mpqa_keep_their_empty_texts(data_root):
     for task, counts in (("cr", ["3", "1"]), ("mpqa", ["3"])):
         split = sample_split(get_task(task), 16, 13, data_root)
         assert [n.split(": ")[1].split(" ")[0] for n in split.notes] == counts
+
+
+def test_a_non_finite_number_in_a_record_fails_the_cell_not_the_sweep(
+    tmp_path, capsys, monkeypatch, data_root, one_thread
+):
+    from bench.sweep import driver
+
+    real = driver.run_cell
+
+    def nan_in_record(cell, ctx):
+        record = real(cell, ctx)
+        record["time"]["search_s"] = float("nan")
+        return record
+
+    monkeypatch.setattr(driver, "run_cell", nan_in_record)
+    path = _profile(tmp_path, SMALL)
+    assert main(["sweep", str(path), "--results", str(tmp_path / "r"), "--no-progress"]) == 0
+    records = _records(tmp_path / "r")
+    assert len(records) == 2
+    for r in records.values():
+        assert r["status"] == "failed" and r["time"]["search_s"] is None
+        assert (
+            r["error"]
+            == "the record held a non-finite number (Out of range float values are not JSON compliant: nan)"
+        )

@@ -345,9 +345,9 @@ def _budget_table(cells, results: Path) -> None:
             row["pruned"] += t["state"] == "PRUNED"
             row["failed"] += t["state"] == "FAIL"
             row["steps"] += t["steps"] or 0
-        row["search s"] += record["time"].get("search_s", 0.0)
+        row["search s"] += record["time"].get("search_s") or 0.0
         row["test s"] += record["time"].get("eval_s") or 0.0
-        row["total s"] += record["time"].get("total_s", 0.0)
+        row["total s"] += record["time"].get("total_s") or 0.0
     if not rows:
         return
     table = [

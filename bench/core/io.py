@@ -47,6 +47,17 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, json_bytes(obj))
 
 
+def without_nonfinite(obj):
+    """``obj`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: without_nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [without_nonfinite(v) for v in obj]
+    return obj
+
+
 def writable(folder: Path) -> None:
     """Raise OSError unless a file can be created in ``folder`` (made if missing)."""
     folder = Path(folder)

@@ -25,7 +25,7 @@ from pathlib import Path
 from statistics import mean
 
 from bench.core.errors import TunebenchError
-from bench.core.io import atomic_write_json
+from bench.core.io import atomic_write_json, without_nonfinite
 from bench.core.paths import component
 from bench.run.record import new_record
 from bench.sweep import claims, journal, search
@@ -133,7 +133,12 @@ def _run_and_write(cell: SweepCell, path: Path, ctx: Context) -> dict:
         leftover.unlink(missing_ok=True)  # an atomic write cut short by a kill
     record = run_cell(cell, ctx)
     try:
-        atomic_write_json(path, record)  # a failed write leaves no file, hence no record
+        try:
+            atomic_write_json(path, record)  # a failed write leaves no file, hence no record
+        except ValueError as e:  # a NaN/inf somewhere: the cell failed, the sweep goes on
+            record = without_nonfinite(record)
+            record.update(status="failed", error=f"the record held a non-finite number ({e})")
+            atomic_write_json(path, record)
     except OSError as e:
         raise journal.disk_error(e, f"writing the record of {cell.name}") from None
     return record
