@@ -705,3 +705,15 @@ def test_a_non_finite_number_in_a_record_fails_the_cell_not_the_sweep(
             r["error"]
             == "the record held a non-finite number (Out of range float values are not JSON compliant: nan)"
         )
+
+
+def test_a_sweep_into_an_unwritable_results_folder_is_one_line(tmp_path, capsys, data_root):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    path = _profile(tmp_path, SMALL)
+    rc, err = error_of(capsys, "sweep", str(path), "--results", str(blocker / "r"))
+    assert (rc, err) == (
+        2,
+        f"tunebench: error: cannot write to the results folder {blocker}/r/bad (Not a "
+        "directory); fix its permissions or pass --results elsewhere",
+    )
