@@ -717,3 +717,56 @@ def test_a_sweep_into_an_unwritable_results_folder_is_one_line(tmp_path, capsys,
         f"tunebench: error: cannot write to the results folder {blocker}/r/bad (Not a "
         "directory); fix its permissions or pass --results elsewhere",
     )
+
+
+def test_cuda_on_a_machine_without_it_is_one_line(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for argv in (["run", "--method", "lora"], ["sweep", "smoke", "--dry-run"]):
+        rc, err = error_of(capsys, *argv, "--device", "cuda")
+        assert (rc, err) == (
+            2,
+            "tunebench: error: --device cuda: no CUDA device here; use --device cpu",
+        )
+
+
+def test_a_journal_damaged_in_the_middle_is_named_not_a_traceback(tmp_path):
+    import optuna
+
+    from bench.sweep.search import open_storage
+
+    path = tmp_path / "optuna.journal"
+    study = optuna.create_study(storage=open_storage(path), study_name="a")
+    study.tell(study.ask(), 1.0)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) > 2
+    path.write_bytes(b'{"op_cod' + lines[0] + b"".join(lines[1:]))  # what the old code left
+    with pytest.raises(TunebenchError) as e:
+        open_storage(path)
+    assert str(e.value).startswith(f"the Optuna journal {path} is damaged (")
+    assert str(e.value).endswith(
+        "); move it aside to start the searches of unfinished cells afresh (finished cells keep "
+        "their records)"
+    )
+
+
+def test_two_run_processes_on_one_out_path(tmp_path, capsys, data_root):
+    """The issue's case: two `run`s at once on the same --out; the second refuses at once,
+    the first finishes and its record is the one on disk."""
+    import time
+
+    out = tmp_path / "r.json"
+    argv = [sys.executable, "-m", "bench", "run", *TINY, "--set", "steps=40", "--out", str(out)]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not out.with_suffix(".claim").exists() and first.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rc, err = error_of(capsys, "run", *TINY, *FAST, "--out", str(out))
+    stdout, stderr = first.communicate(timeout=600)
+    assert rc == 2 and f"{out} is claimed by another run (pid {first.pid} " in err, err
+    assert first.returncode == 0, stderr
+    assert stdout.strip().endswith(f"-> {out}")
+    assert json.loads(out.read_text())["config"]["hyperparameters"]["steps"] == 40
