@@ -770,3 +770,11 @@ def test_two_run_processes_on_one_out_path(tmp_path, capsys, data_root):
     assert first.returncode == 0, stderr
     assert stdout.strip().endswith(f"-> {out}")
     assert json.loads(out.read_text())["config"]["hyperparameters"]["steps"] == 40
+
+
+def test_an_out_that_is_a_folder_is_refused(tmp_path, capsys):
+    rc, err = error_of(capsys, "run", *TINY, *FAST, "--out", str(tmp_path))
+    assert (rc, err) == (
+        2,
+        f"tunebench: error: --out {tmp_path} is a folder; give the record's file path",
+    )

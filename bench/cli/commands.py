@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.cli.app import _print_table, add_data_options, command
 from bench.core import validate
 from bench.core.errors import BackboneError, TunebenchError
-from bench.core.io import atomic_write_json, save_fallback, writable
+from bench.core.io import atomic_write_json, save_fallback, without_nonfinite, writable
 from bench.core.paths import component, inside
 
 
@@ -128,12 +128,12 @@ def cmd_run(args) -> int:
 
 def _check_out(out: Path, force: bool) -> None:
     """Refuse an existing record (without --force) and a folder this process cannot write."""
+    if out.is_dir():
+        raise TunebenchError(f"--out {out} is a folder; give the record's file path")
     if out.exists() and not force:
         raise TunebenchError(
             f"{out} exists (a finished run); pass --force to replace it or --out elsewhere"
         )
-    if out.is_dir():
-        raise TunebenchError(f"--out {out} is a folder; give the record's file path")
     try:
         writable(out.parent)
     except OSError as e:
@@ -147,7 +147,16 @@ def _write_record(out: Path, rec: dict) -> None:
     """Write the record; if that fails after the work is done, save it to a fallback file
     and say where (the run is never lost to a traceback)."""
     try:
-        atomic_write_json(out, rec)
+        try:
+            atomic_write_json(out, rec)
+        except ValueError as e:  # NaN/inf somewhere: stored as null, and the run says so
+            rec = without_nonfinite(rec)
+            rec.update(status="failed", error=f"the record held a non-finite number ({e})")
+            atomic_write_json(out, rec)
+            raise TunebenchError(
+                f"the run's record held a non-finite number ({e}); written to {out} with "
+                'status "failed" and those values as null'
+            ) from None
     except OSError as e:
         saved = save_fallback(rec, out.stem)
         where = f"the record is saved at {saved}" if saved else "no fallback location was writable"
