@@ -85,7 +85,8 @@ class Method:
         for key, allowed in self.choices.items():
             if hp[key] not in allowed:
                 raise TunebenchError(
-                    f"method {self.name}: {key}={hp[key]!r} is not allowed; choose one of {list(allowed)}"
+                    f"{source} {key}={hp[key]!r} is not allowed for method {self.name}; "
+                    f"choose one of {list(allowed)}"
                 )
         if "verbalizer" in hp:
             get_verbalizer(hp["verbalizer"])  # unknown -> the list of choices

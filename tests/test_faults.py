@@ -119,6 +119,20 @@ BAD_ARGUMENTS = [
         ["run", "--method", "lora", "--set", "warmup_ratio=1.5"],
         "--set warmup_ratio='1.5': expected a finite number in [0, 1]",
     ),
+    (["run", "--method", "lora", "--set", "r=-1"], "--set r='-1': expected an integer >= 0"),
+    (["run", "--method", "lora", "--set", "r=2.5"], "--set r='2.5': expected an integer >= 0"),
+    (
+        ["run", "--method", "lora", "--set", "dropout=1.5"],
+        "--set dropout='1.5': expected a finite number in [0, 1]",
+    ),
+    (
+        ["run", "--method", "lora", "--set", "head=mlp"],
+        "--set head='mlp' is not allowed for method lora; choose one of ['classifier', 'lm']",
+    ),
+    (
+        ["run", "--method", "autoprompt", "--set", "triggers=-2"],
+        "--set triggers='-2': expected an integer >= 0",
+    ),
     (["sweep", "smoke", "--workers", "0"], "--workers 0: expected an integer >= 1"),
     (["sweep", "smoke", "--workers", "-2"], "--workers -2: expected an integer >= 1"),
     (["sweep", "smoke", "--threads", "-1"], "--threads -1: expected an integer >= 1"),
@@ -160,6 +174,7 @@ def test_the_name_index_is_the_registry_and_the_catalog():
 def test_the_shared_settings_kinds_are_the_training_loops():
     from methods.base import COMMON
 
+    assert set(validate.KINDS) == set(validate.RANGES) - {"dropout"}
     for key, kind in validate.KINDS.items():
         assert type(COMMON[key]) is type(kind), key
 
@@ -176,10 +191,10 @@ def test_settings_parse_as_the_defaults_type(value, default, expected):
 @pytest.mark.parametrize(
     "value, default, message",
     [
-        (True, 1, "file [settings] k=True: expected an integer"),
-        (2.0, 1, "file [settings] k=2.0: expected an integer"),
-        ("3", 1.0, "file [settings] k='3': expected a finite number"),
-        (float("nan"), 1.0, "file [settings] k=nan: expected a finite number"),
+        (True, 1, "file [settings] k=True: expected an integer >= 0"),
+        (2.0, 1, "file [settings] k=2.0: expected an integer >= 0"),
+        ("3", 1.0, "file [settings] k='3': expected a finite number >= 0"),
+        (float("nan"), 1.0, "file [settings] k=nan: expected a finite number >= 0"),
         (1, True, "file [settings] k=1: expected true or false"),
         (5, "a", "file [settings] k=5: expected a string"),
     ],

@@ -8,7 +8,8 @@ the key, the value as given and what is allowed, e.g.
   (a source starting ``--``) a string is parsed as the default's type; a typed value (from
   TOML) must already be of it (no string for a number, no bool as a number, no float as an
   integer, no silent truncation).
-  Floats must be finite; keys in ``RANGES`` must lie in their range.
+  Floats must be finite; keys in ``RANGES`` must lie in their range, other numbers (method
+  options: ranks, token counts, search budgets, rates; none is negative) must be >= 0.
 - ``integer``/``number``/``boolean``: one value of a profile key or a command-line option.
 - ``unique``: a list that names something twice.
 """
@@ -34,11 +35,14 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "weight_decay": (0, None, True),
     "max_grad_norm": (0, None, True),
     "max_length": (0, None, True),  # 0 = the task's
+    "dropout": (0, 1, True),
 }
+# any other number (a method option: ranks, token counts, budgets, rates) is at least 0
+OTHER = (0, None, True)
 
 # the type of each key in RANGES (the training loop's defaults are of these types)
 KINDS = {k: 0.0 if k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm") else 0
-         for k in RANGES}  # fmt: skip
+         for k in RANGES if k != "dropout"}  # fmt: skip
 
 _INT = re.compile(r"[+-]?\d+")
 
@@ -52,7 +56,7 @@ def _fail(source: str, key: str, value, expected: str) -> SettingError:
 
 
 def _range_text(kind: str, key: str) -> str:
-    low, high, inclusive = RANGES.get(key, (None, None, True))
+    low, high, inclusive = RANGES.get(key, OTHER)
     noun = "an integer" if kind == "int" else "a finite number"
     if low is not None and high is not None:
         return f"{noun} in [{low}, {high}]"
@@ -62,7 +66,7 @@ def _range_text(kind: str, key: str) -> str:
 
 
 def _in_range(key: str, x: float) -> bool:
-    low, high, inclusive = RANGES.get(key, (None, None, True))
+    low, high, inclusive = RANGES.get(key, OTHER)
     if low is not None and (x < low if inclusive else x <= low):
         return False
     return high is None or x <= high
