@@ -165,10 +165,6 @@ def boolean(value, key: str, source: str) -> bool:
     return value
 
 
-def seed(value, source: str, key: str = "seed") -> int:
-    return integer(value, key, source, 0, SEED_MAX)
-
-
 def unique(values, what: str, source: str) -> None:
     """Refuse a list that names the same thing twice, naming it (``seeds lists 13 twice``)."""
     seen = set()
