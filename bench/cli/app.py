@@ -111,7 +111,10 @@ def cmd_backbones(args) -> int:
             }
         )
     _print_table(rows, list(rows[0]))
-    print("\nany other Hugging Face hub id (org/name) is accepted too; it needs network.")
+    print(
+        "\nany other Hugging Face hub id (org/name) is accepted too (it needs network), and "
+        "path:DIR for a local folder saved by transformers (kind read from its config)."
+    )
     return 0
 
 
