@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bench.backbones.catalog import Backbone
+from bench.core import validate
 from bench.core.errors import BackboneError, TunebenchError, unknown
 from bench.engine.model import ClassifierHead, TaskModel
 from bench.engine.prompts import Encoder, renderer, task_prompt  # noqa: F401 (the methods' API)
@@ -68,8 +69,9 @@ class Method:
     def may_read_lm_head(self) -> bool:
         return self.head in ("lm", "option")
 
-    def hyperparameters(self, overrides: Mapping | None = None) -> dict:
-        """Defaults updated by ``overrides`` (values cast to the default's type), validated."""
+    def hyperparameters(self, overrides: Mapping | None = None, source: str = "--set") -> dict:
+        """Defaults updated by ``overrides`` (values parsed as the default's type, checked by
+        ``bench.core.validate.setting``; ``source`` names where they came from)."""
         hp = {**COMMON, **self.defaults}
         if self.may_read_lm_head:
             hp.setdefault("verbalizer", "manual")
@@ -79,11 +81,12 @@ class Method:
         for key, value in (overrides or {}).items():
             if key not in hp:
                 raise unknown(f"setting of method {self.name}", key, hp)
-            hp[key] = _cast(value, hp[key], key)
+            hp[key] = validate.setting(key, value, hp[key], source)
         for key, allowed in self.choices.items():
             if hp[key] not in allowed:
                 raise TunebenchError(
-                    f"method {self.name}: {key}={hp[key]!r} is not allowed; choose one of {list(allowed)}"
+                    f"{source} {key}={hp[key]!r} is not allowed for method {self.name}; "
+                    f"choose one of {list(allowed)}"
                 )
         if "verbalizer" in hp:
             get_verbalizer(hp["verbalizer"])  # unknown -> the list of choices
@@ -125,21 +128,6 @@ class Method:
         if hp.get("verbalizer", "manual") != "manual":
             name += "+" + hp["verbalizer"]
         return name
-
-
-def _cast(value, default, key):
-    if isinstance(value, str) and not isinstance(default, str):
-        try:
-            if isinstance(default, bool):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            return type(default)(float(value)) if isinstance(default, int) else type(default)(value)
-        except ValueError:
-            raise TunebenchError(
-                f"setting {key}={value!r}: expected a {type(default).__name__}"
-            ) from None
-    return value
 
 
 # --- shared builders -------------------------------------------------------------------

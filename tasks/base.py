@@ -102,6 +102,7 @@ class Task:
     partial_files: Files | None = None  # rows of ../partial/<task>/, used only when asked
     prompts: dict[str, Prompt] = field(default_factory=dict)  # named variants ("causal", ...)
     description: str = ""
+    empty_text: bool = False  # rows with empty text are kept (counted), not refused
     data_dir: Path | None = None  # a task file's own folder of rows; None: <data root>/<name>/
     hub: HubSource | None = None  # format "hf": the dataset the rows come from
     source: str = ""  # the task file it was read from

@@ -2,7 +2,13 @@
 
 Rows are kept in two forms: ``raw`` (exactly what LM-BFF's sampler holds: the file's lines
 for .tsv, pandas' row lists for .csv, so splits can be written back byte for byte) and
-parsed ``Example``s. Every malformed row is reported with its file and line.
+parsed ``Example``s. Every malformed row is reported as ``file:line`` (and the column or
+field): bytes that are not UTF-8 at their exact line and column, a wrong number of fields,
+a label that is not one of the task's (labels are read and compared as text: a CSV label
+``1.0`` is not ``1``), text that is empty, only whitespace or ``NaN`` (pandas reads an empty
+or ``NA``-like field so), or holds a NUL byte. Tasks whose original data has empty texts
+(``Task.empty_text``: LM-BFF's cr and mpqa) keep those rows, and each file's count is
+reported once (``Parser.notes``).
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class RawTable:
     # Task files' named-column tables (tasks/tables.py): the column names, and each row's line
     columns: list[str] | None = None
     lines: list[int] | None = None
+    text_rows: list | None = None  # .csv: (line number, fields as text) per row of ``rows``
 
 
 def read_raw(task: Task, split: str, root: Path, partial: bool = False) -> RawTable:
@@ -122,51 +129,66 @@ def read_raw(task: Task, split: str, root: Path, partial: bool = False) -> RawTa
 
 def _read_tsv(path: Path, header: bool) -> RawTable:
     data = path.read_bytes()
-    try:
-        # LM-BFF reads with open(f, "r").readlines(): universal newlines, UTF-8.
-        lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").readlines()
-    except UnicodeDecodeError as e:
-        raise DataError(_decode_message(path, data, e)) from None
+    _check_utf8(path, data)
+    # LM-BFF reads with open(f, "r").readlines(): universal newlines, UTF-8.
+    lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").readlines()
     n = 1 if header else 0
     return RawTable(path=path, header=lines[:n], rows=lines[n:])
 
 
 def _read_csv(path: Path) -> RawTable:
+    data = path.read_bytes()
+    _check_utf8(path, data)
+    text_rows = _csv_text_rows(path)
+    if not text_rows:  # empty: no rows (a split refuses it, naming the file)
+        return RawTable(path=path, header=[], rows=[], frame=pd.DataFrame(), text_rows=[])
+    for line, fields in text_rows:
+        if len(fields) != 2:
+            raise DataError(
+                f"{path}:{line}: {len(fields)} fields; expected 2 ('label,sentence', no header)"
+            )
     try:
         frame = pd.read_csv(path, header=None)  # exactly as LM-BFF reads .csv tasks
-    except UnicodeDecodeError as e:
-        raise DataError(_decode_message(path, path.read_bytes(), e)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: malformed CSV ({e}); expected rows 'label,sentence'") from None
-    if frame.shape[1] != 2:
-        line = _csv_line_with_width(path, frame.shape[1])
+    if len(frame) != len(text_rows) or frame.shape[1] != 2:
         raise DataError(
-            f"{path}:{line}: {frame.shape[1]} columns; expected 2 ('label,sentence', no header)"
+            f"{path}: pandas reads {len(frame)} rows of {frame.shape[1]} fields, the csv module "
+            f"{len(text_rows)} rows of 2; check the file's quotes (expected 'label,sentence')"
         )
-    return RawTable(path=path, header=[], rows=frame.values.tolist(), frame=frame)
+    return RawTable(
+        path=path, header=[], rows=frame.values.tolist(), frame=frame, text_rows=text_rows
+    )
 
 
-def _decode_message(path: Path, data: bytes, e: UnicodeDecodeError) -> str:
-    line = data.count(b"\n", 0, e.start) + 1
-    return f"{path}:{line}: bytes that are not UTF-8 ({e.reason} at byte {e.start}); re-encode the file as UTF-8"
-
-
-def _csv_line_with_width(path: Path, width: int) -> int:
+def _csv_text_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields as text) of each row, blank lines skipped (as pandas does)."""
+    out = []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        for row in reader:
-            if len(row) == width:
-                return reader.line_num
-    return 1
+        start = 1
+        try:
+            for row in reader:
+                if row:
+                    out.append((start, row))
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+    return out
 
 
-def _csv_line_of_row(path: Path, index: int) -> int:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        for i, _ in enumerate(reader):
-            if i == index:
-                return reader.line_num
-    return index + 1
+def _check_utf8(path: Path, data: bytes) -> None:
+    """Refuse bytes that are not UTF-8, at their exact line and column (byte in the line)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[: e.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        raise DataError(
+            f"{path}:{line}:{column}: bytes that are not UTF-8 ({e.reason}: "
+            f"{data[e.start : e.end]!r}); re-encode the file as UTF-8"
+        ) from None
 
 
 class Parser:
@@ -176,6 +198,7 @@ class Parser:
     def __init__(self, task: Task, table: RawTable):
         self.task, self.table = task, table
         self.width = None
+        self.notes: list[str] = []  # once per file: rows with empty text the task allows
         if task.format == "tsv" and table.header:
             names = table.header[0].rstrip("\r\n").lstrip("\ufeff").split("\t")
             self.width = len(names)
@@ -202,12 +225,17 @@ class Parser:
         if self.table.lines is not None:
             return self.table.lines[i]
         if self.task.format == "csv":
-            return _csv_line_of_row(self.table.path, i)
+            return self.table.text_rows[i][0]
         return i + 1 + len(self.table.header)
 
     def fields(self, i: int, row) -> list:
         if self.task.format == "csv" or self.table.columns is not None:
             return row
+        if "\0" in row:
+            raise DataError(
+                f"{self.table.path}:{self.line_of(i)}:{row.index(chr(0)) + 1}: a NUL byte; "
+                "remove it (a text file has none)"
+            )
         fields = row.rstrip("\r\n").split("\t")
         need = max(self.index.values()) + 1
         if (self.width is not None and len(fields) != self.width) or len(fields) < need:
@@ -231,21 +259,52 @@ class Parser:
                 ) from None
             label = 0 if score < t.bucket_at else 1
         else:
-            key = str(raw_label)
+            key = self.table.text_rows[i][1][t.label] if self.table.text_rows else str(raw_label)
             if key not in t.labels:
                 raise DataError(
-                    f"{self.table.path}:{self.line_of(i)}: label {raw_label!r} is not one of "
-                    f"task {t.name}'s labels ({', '.join(t.labels)})"
+                    f"{self.table.path}:{self.line_of(i)}: label {key!r} is not one of "
+                    f"task {t.name}'s labels ({', '.join(t.labels)}; compared as text)"
                 )
             label = t.labels.index(key)
-        text_b = _text(f[self.index[t.text_b]]) if t.text_b is not None else None
+        texts = [self._text(i, f, c) for c in (t.text_a, t.text_b) if c is not None]
         return Example(
-            text_a=_text(f[self.index[t.text_a]]), text_b=text_b, label=label, score=score
+            text_a=texts[0], text_b=texts[1] if len(texts) > 1 else None, label=label, score=score
         )
+
+    def _text(self, i: int, fields: list, column: Column) -> str:
+        value = fields[self.index[column]]
+        text = _text(value)
+        if self.table.text_rows:  # LM-BFF .csv: the field as written, for what pandas made NaN
+            written = self.table.text_rows[i][1][self.index[column]]
+            if "\0" in written:
+                raise DataError(
+                    f"{self.table.path}:{self.line_of(i)}: {self._field(column)} holds a NUL "
+                    "byte; remove it (a text file has none)"
+                )
+        if not text.strip():
+            self._empty += 1
+            if not self.task.empty_text:
+                shown = "NaN" if isinstance(value, float) else repr(value)
+                raise DataError(
+                    f"{self.table.path}:{self.line_of(i)}: {self._field(column)} is empty "
+                    f"({shown}); every row of task {self.task.name} needs text there"
+                )
+        return text
+
+    def _field(self, column: Column) -> str:
+        named = f" ({column!r})" if isinstance(column, str) else ""
+        return f"field {self.index[column] + 1}{named}"
 
     def examples(self, rows=None) -> list[Example]:
         rows = self.table.rows if rows is None else rows
-        return [self.example(i, r) for i, r in enumerate(rows)]
+        self._empty = 0
+        out = [self.example(i, r) for i, r in enumerate(rows)]
+        if self._empty:
+            self.notes.append(
+                f"{self.table.path}: {self._empty} row(s) with empty text, kept (task "
+                f"{self.task.name}'s original data has them; LM-BFF keeps them)"
+            )
+        return out
 
 
 def _text(value) -> str:

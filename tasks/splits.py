@@ -37,6 +37,7 @@ class Split:
     files: dict[str, bytes] = field(repr=False)  # LM-BFF file name -> bytes
     partial: bool = False
     short: dict[str, int] = field(default_factory=dict)  # label -> rows it had, when < 2K
+    notes: list[str] = field(default_factory=list)  # per file: rows kept with empty text
 
     @property
     def fingerprint(self) -> str:
@@ -56,6 +57,11 @@ def sample_split(
     if k < 1:
         raise SplitError(f"K must be at least 1 (got {k})")
     train = read_raw(task, "train", root, partial)
+    if not train.rows:
+        raise SplitError(
+            f"task {task.name}: training file {train.path} has no rows (empty, or only a "
+            "header); restore the file"
+        )
     parser = Parser(task, train)
     examples = parser.examples()  # validates every row, with its line, before sampling
 
@@ -69,18 +75,32 @@ def sample_split(
     short = _check_sizes(task, k, groups, allow_short)
     train_idx = [i for g in groups.values() for i in g[:k]]
     dev_idx = [i for g in groups.values() for i in g[k : 2 * k]]
+    if not dev_idx:
+        raise SplitError(
+            f"task {task.name}: K={k} leaves no dev rows (no label has more than {k} training "
+            "rows); use a smaller K"
+        )
 
     tests = {name: read_raw(task, name, root, partial) for name in task_files_test(task, partial)}
+    parsers = {name: Parser(task, t) for name, t in tests.items()}
+    test = {name: p.examples() for name, p in parsers.items()}
+    for t in tests.values():
+        if not t.rows:
+            raise SplitError(
+                f"task {task.name}: test file {t.path} has no rows (empty, or only a header); "
+                "a split needs its test set: restore the file"
+            )
     return Split(
         task=task,
         k=k,
         seed=seed,
         train=[examples[i] for i in train_idx],
         dev=[examples[i] for i in dev_idx],
-        test={name: Parser(task, t).examples() for name, t in tests.items()},
+        test=test,
         files=_lmbff_files(task, train, tests, train_idx, dev_idx),
         partial=partial,
         short=short,
+        notes=parser.notes + [n for p in parsers.values() for n in p.notes],
     )
 
 

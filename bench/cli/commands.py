@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from bench.cli.app import _print_table, add_data_options, command
+from bench.core import validate
 from bench.core.errors import BackboneError, TunebenchError
+from bench.core.io import atomic_write_json, save_fallback, without_nonfinite, writable
+from bench.core.paths import component, inside
 
 
 def parse_sets(pairs: list[str] | None) -> dict:
@@ -49,63 +52,117 @@ def _run_options(p):
     )
     p.add_argument("--force", action="store_true", help="replace an existing record")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument(
+        "--allow-short",
+        action="store_true",
+        help="take fewer than K rows for a label that has fewer than 2K (as `splits`)",
+    )
     add_data_options(p)
 
 
-def record_path(rec: dict, root: Path = Path("results/runs")) -> Path:
+RUNS = Path("results/runs")
+
+
+def record_path(rec: dict, root: Path = RUNS) -> Path:
+    """Where a run's record goes by default; every name is made one safe path component."""
     c = rec["cell"]
     partial = "-partial" if c["partial"] else ""
-    return (
+    path = (
         root
-        / c["backbone"]
-        / f"{c['task']}{partial}"
-        / c["method_label"]
+        / component(c["backbone"])
+        / component(f"{c['task']}{partial}")
+        / component(c["method_label"])
         / f"k{c['k']}-seed{c['seed']}.json"
     )
+    return inside(root, path)
 
 
 @command("run", "train and evaluate one method on one task split; write one JSON record")(
     _run_options
 )
 def cmd_run(args) -> int:
+    from bench.cli.names import check_cell_args
+
+    check_cell_args(args)  # names and numbers, before the heavy imports (torch: seconds)
+    if args.out is not None:
+        _check_out(args.out, args.force)
+    overrides = parse_sets(args.set)
+    validate.known(overrides)  # the shared settings' types and ranges, also before torch
+
     import torch
 
-    from bench.core.io import atomic_write_json
     from bench.run.runner import Cell, run_cell
+    from bench.sweep.claims import claim, holder
     from methods import get_method
     from tasks import get_task
     from tasks.readers import data_root
 
     task, method = get_task(args.task), get_method(args.method)  # names checked first
-    overrides = parse_sets(args.set)
-    method.hyperparameters(overrides)  # settings checked before any work
+    hp = method.hyperparameters(overrides)  # settings checked before any work
     root = data_root(args.data_dir, tasks=(task,))
     cell = Cell(args.backbone, task.name, method.name, args.k, args.seed, args.partial)
-    probe = {
-        "cell": {
-            "backbone": cell.backbone,
-            "task": task.name,
-            "partial": cell.partial,
-            "method_label": method.label(method.hyperparameters(overrides)),
-            "k": cell.k,
-            "seed": cell.seed,
-        }
-    }
+    probe = {"cell": {"backbone": cell.backbone, "task": task.name, "partial": cell.partial,
+                      "method_label": method.label(hp), "k": cell.k, "seed": cell.seed}}  # fmt: skip
     out = args.out or record_path(probe)
-    if out.exists() and not args.force:
+    _check_out(out, args.force)
+    with claim(out) as held:  # the path is this run's until its record is written
+        if not held:
+            who = holder(out) or {}
+            raise TunebenchError(
+                f"{out} is claimed by another run (pid {who.get('pid')} on {who.get('host')} "
+                f"since {who.get('since')}); wait for it to finish or pass --out elsewhere"
+            )
+        _check_out(out, args.force)  # (a run that held it may have just finished)
+        rec = run_cell(
+            cell,
+            overrides,
+            root,
+            device=torch.device(args.device) if args.device else None,
+            progress="bar" if sys.stderr.isatty() else "lines",  # never silent for long
+            allow_short=args.allow_short,
+        )
+        _write_record(out, rec)
+    print(summary_line(rec) + f"  -> {out}")
+    return 0
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an existing record (without --force) and a folder this process cannot write."""
+    if out.is_dir():
+        raise TunebenchError(f"--out {out} is a folder; give the record's file path")
+    if out.exists() and not force:
         raise TunebenchError(
             f"{out} exists (a finished run); pass --force to replace it or --out elsewhere"
         )
-    rec = run_cell(
-        cell,
-        overrides,
-        root,
-        device=torch.device(args.device) if args.device else None,
-        progress="bar" if sys.stderr.isatty() else "lines",  # never silent for long
-    )
-    atomic_write_json(out, rec)
-    print(summary_line(rec) + f"  -> {out}")
-    return 0
+    try:
+        writable(out.parent)
+    except OSError as e:
+        raise TunebenchError(
+            f"cannot write to {out.parent} ({e.strerror or e}); fix its permissions or pass "
+            "--out elsewhere (checked before training)"
+        ) from None
+
+
+def _write_record(out: Path, rec: dict) -> None:
+    """Write the record; if that fails after the work is done, save it to a fallback file
+    and say where (the run is never lost to a traceback)."""
+    try:
+        try:
+            atomic_write_json(out, rec)
+        except ValueError as e:  # NaN/inf somewhere: stored as null, and the run says so
+            rec = without_nonfinite(rec)
+            rec.update(status="failed", error=f"the record held a non-finite number ({e})")
+            atomic_write_json(out, rec)
+            raise TunebenchError(
+                f"the run's record held a non-finite number ({e}); written to {out} with "
+                'status "failed" and those values as null'
+            ) from None
+    except OSError as e:
+        saved = save_fallback(rec, out.stem)
+        where = f"the record is saved at {saved}" if saved else "no fallback location was writable"
+        raise TunebenchError(
+            f"cannot write {out} ({e.strerror or e}); {where}; move it into place once fixed"
+        ) from None
 
 
 def summary_line(rec: dict) -> str:
@@ -197,6 +254,14 @@ def _show_options(p):
 
 @command("show", "print rendered inputs of a task x method, as the model sees them")(_show_options)
 def cmd_show(args) -> int:
+    from bench.cli.names import check_cell_args
+
+    check_cell_args(args)  # before the heavy imports
+    if args.n < 0:
+        raise TunebenchError(f"--n {args.n}: expected an integer >= 0 (examples to show)")
+    hp_sets = parse_sets(args.set)
+    validate.known(hp_sets)
+
     import torch
 
     from bench.backbones.cache import fresh_backbone
@@ -209,7 +274,7 @@ def cmd_show(args) -> int:
     from tasks.splits import sample_split
 
     task, method = get_task(args.task), get_method(args.method)
-    hp = method.hyperparameters(parse_sets(args.set))
+    hp = method.hyperparameters(hp_sets)
     split = sample_split(task, args.k, args.seed, data_root(args.data_dir), partial=args.partial)
     backbone = fresh_backbone(args.backbone, torch.device("cpu"))
     method.check(backbone, hp)

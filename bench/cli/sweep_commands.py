@@ -115,6 +115,10 @@ def _utc_stamp() -> str:
 
 
 def _plan(args):
+    from bench.cli.names import check_common
+
+    check_common(args)  # --workers, --threads, --device: before the heavy imports
+
     from bench.sweep.driver import quiet
     from bench.sweep.profile import load, plan
     from tasks.readers import data_root
@@ -219,19 +223,29 @@ def _duration(seconds: float) -> str:
 
 
 def _sweep(args, profile, cells, root) -> int:
-    from bench.sweep import search
-    from bench.sweep.driver import Context, default_storage, read_record, state
+    from bench.core.paths import component
+    from bench.sweep import journal
+    from bench.sweep.driver import default_storage
     from bench.sweep.profile import missing_data
 
     missing = missing_data(profile, root)
     if missing:
         raise TunebenchError(f"profile {profile.name}: data missing for " + ", ".join(missing))
+    storage = args.storage or str(default_storage(args.results, profile.name))
+    folder = args.results / component(profile.name)
+    with journal.guard(folder, None if "://" in storage else Path(storage)):
+        return _sweep_held(args, profile, cells, root, storage)
+
+
+def _sweep_held(args, profile, cells, root, storage: str) -> int:
+    from bench.sweep import search
+    from bench.sweep.driver import Context, read_record, state
+
     if args.retry_failed:
         for cell in cells:
             if state(cell, args.results)[0] == "failed":
                 cell.record_path(args.results).unlink(missing_ok=True)
     todo = [c for c in cells if read_record(c.record_path(args.results)) is None]
-    storage = args.storage or str(default_storage(args.results, profile.name))
     start = time.perf_counter()
     if args.workers > 1:
         _run_workers(args, profile, len(todo))
@@ -303,7 +317,9 @@ def _run_workers(args, profile, n_todo: int) -> None:
         if value:
             argv += [flag, value]
     procs = [subprocess.Popen(argv) for _ in range(args.workers)]
-    folder = args.results / profile.name
+    from bench.core.paths import component
+
+    folder = args.results / component(profile.name)
     before = _count_records(folder)
     bar = tqdm(total=n_todo, desc=f"sweep {profile.name}", unit="cell",
                disable=True if args.no_progress else None)  # fmt: skip
@@ -364,9 +380,9 @@ def _budget_table(cells, results: Path) -> None:
             row["pruned"] += t["state"] == "PRUNED"
             row["failed"] += t["state"] == "FAIL"
             row["steps"] += t["steps"] or 0
-        row["search s"] += record["time"].get("search_s", 0.0)
+        row["search s"] += record["time"].get("search_s") or 0.0
         row["test s"] += record["time"].get("eval_s") or 0.0
-        row["total s"] += record["time"].get("total_s", 0.0)
+        row["total s"] += record["time"].get("total_s") or 0.0
     if not rows:
         return
     table = [

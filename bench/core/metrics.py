@@ -1,15 +1,17 @@
 """Metrics, declared once (name, display name, higher-is-better) and computed with
 scikit-learn / SciPy. GLUE conventions: CoLA Matthews correlation, MRPC/QQP F1 and
-accuracy, STS-B Pearson and Spearman, everything else accuracy."""
+accuracy, STS-B Pearson and Spearman, everything else accuracy. NumPy, SciPy and
+scikit-learn are imported when a metric is computed, not with the declarations (the command
+line checks metric names before anything heavy is loaded)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy import stats
-from sklearn import metrics as skm
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -22,19 +24,36 @@ class Metric:
 
 
 def _pearson(p: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+    from scipy import stats
+
     return float(stats.pearsonr(p, y).statistic) if np.std(p) > 0 and np.std(y) > 0 else 0.0
 
 
 def _spearman(p: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+    from scipy import stats
+
     return float(stats.spearmanr(p, y).statistic) if np.std(p) > 0 and np.std(y) > 0 else 0.0
+
+
+def _sklearn(name: str, **kw) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``sklearn.metrics.<name>(references, predictions)``, imported on first use."""
+
+    def fn(p, y):
+        from sklearn import metrics as skm
+
+        return float(getattr(skm, name)(y, p, **kw))
+
+    return fn
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("acc", "Acc.", True, lambda p, y: float(skm.accuracy_score(y, p))),
-        Metric("f1", "F1", True, lambda p, y: float(skm.f1_score(y, p, zero_division=0.0))),
-        Metric("mcc", "MCC", True, lambda p, y: float(skm.matthews_corrcoef(y, p))),
+        Metric("acc", "Acc.", True, _sklearn("accuracy_score")),
+        Metric("f1", "F1", True, _sklearn("f1_score", zero_division=0.0)),
+        Metric("mcc", "MCC", True, _sklearn("matthews_corrcoef")),
         Metric("pearson", "Pearson", True, _pearson, regression=True),
         Metric("spearman", "Spearman", True, _spearman, regression=True),
     ]
@@ -50,6 +69,8 @@ def compute(
 ) -> dict[str, float]:
     """Every metric in ``names``: class metrics on (predictions, labels), regression metrics
     on (scores, targets) — STS-B's predicted and gold similarity."""
+    import numpy as np
+
     out = {}
     for name in names:
         m = METRICS[name]

@@ -200,7 +200,13 @@ def finish_record(
 
 
 def run_cell(
-    cell: Cell, overrides: dict, data_root: Path, *, device=None, progress: bool = False
+    cell: Cell,
+    overrides: dict,
+    data_root: Path,
+    *,
+    device=None,
+    progress: bool = False,
+    allow_short: bool = False,
 ) -> dict:
     """Run one configuration (defaults + overrides) of ``cell``; return its record."""
     start = time.perf_counter()
@@ -216,7 +222,9 @@ def run_cell(
         },
         str(device),
     )
-    split = sample_split(task, cell.k, cell.seed, data_root, partial=cell.partial)
+    split = sample_split(
+        task, cell.k, cell.seed, data_root, partial=cell.partial, allow_short=allow_short
+    )
     trial = run_trial(method, cell.backbone, task, split, hp, device, progress=progress)
     finish_record(record, trial, method, cell.backbone, task, split, device)
     record["time"]["total_s"] = time.perf_counter() - start

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench.core.errors import TunebenchError
 from bench.run.record import now
+from bench.sweep.journal import disk_error, is_disk_error
 
 
 def claim_path(record: Path) -> Path:
@@ -42,8 +43,13 @@ def claim(record: Path) -> Iterator[bool]:
         return
     try:
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": now()}
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(holder) + "\n").encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(holder) + "\n").encode())
+        except OSError as e:
+            if is_disk_error(e):
+                raise disk_error(e, f"claiming {record}") from None
+            raise
         yield True
     finally:
         path.unlink(missing_ok=True)  # before unlocking: a later claimant makes a new file

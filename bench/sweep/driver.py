@@ -25,9 +25,10 @@ from pathlib import Path
 from statistics import mean
 
 from bench.core.errors import TunebenchError
-from bench.core.io import atomic_write_json
+from bench.core.io import atomic_write_json, without_nonfinite
+from bench.core.paths import component
 from bench.run.record import new_record
-from bench.sweep import claims, search
+from bench.sweep import claims, journal, search
 from bench.sweep.profile import SweepCell
 
 STATES = ("done", "failed", "running", "to do")
@@ -43,7 +44,7 @@ class Context:
 
 
 def default_storage(results: Path, profile: str) -> Path:
-    return Path(results) / profile / "optuna.journal"
+    return Path(results) / component(profile) / "optuna.journal"
 
 
 def quiet() -> None:
@@ -113,6 +114,7 @@ def sweep(cells: Iterable[SweepCell], ctx: Context) -> Iterator[tuple[SweepCell,
     while pending:
         busy = []
         for cell in pending:
+            journal.check_free(ctx.results)  # stop cleanly before a cell, not inside one
             path, record = cell.record_path(ctx.results), None
             with claims.claim(path) as held:
                 if not held:
@@ -130,7 +132,15 @@ def _run_and_write(cell: SweepCell, path: Path, ctx: Context) -> dict:
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         leftover.unlink(missing_ok=True)  # an atomic write cut short by a kill
     record = run_cell(cell, ctx)
-    atomic_write_json(path, record)
+    try:
+        try:
+            atomic_write_json(path, record)  # a failed write leaves no file, hence no record
+        except ValueError as e:  # a NaN/inf somewhere: the cell failed, the sweep goes on
+            record = without_nonfinite(record)
+            record.update(status="failed", error=f"the record held a non-finite number ({e})")
+            atomic_write_json(path, record)
+    except OSError as e:
+        raise journal.disk_error(e, f"writing the record of {cell.name}") from None
     return record
 
 
@@ -174,6 +184,8 @@ def run_cell(cell: SweepCell, ctx: Context) -> dict:
         else:
             finish_record(record, outcome.best, method, cell.backbone, task, split, ctx.device)
     except Exception as e:  # noqa: BLE001 - the cell is recorded as failed; the sweep goes on
+        if journal.is_disk_error(e):  # not the cell's failure: stop, record nothing
+            raise journal.disk_error(e, f"at cell {cell.name}") from None
         record.update(status="failed", error=f"{type(e).__name__}: {e}")
     record["time"]["search_s"] = round(sum(t["seconds"] for t in record["trials"]), 3)
     record["time"]["total_s"] = round(time.perf_counter() - start, 3)

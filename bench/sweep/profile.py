@@ -28,7 +28,9 @@ import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core import validate
 from bench.core.errors import BackboneError, TunebenchError
+from bench.core.paths import component, inside
 from bench.sweep.search import MODES, PRUNERS, SearchConfig, searched_names
 from methods import REGISTRY, get_method
 from tasks import TASKS, get_task
@@ -105,50 +107,90 @@ def load(name_or_path: str) -> Profile:
 
 
 def parse(raw: dict, name: str, path: Path) -> Profile:
+    """Check every key and value of the profile (types, ranges, duplicates) and build it."""
     where = f"profile {path}"
     _only(raw, _TOP_KEYS, where)
     for key in ("backbones", "tasks", "k", "seeds", "methods"):
         if key not in raw:
             raise ProfileError(f"{where}: missing {key!r}")
-    search = dict(raw.get("search", {}))
-    _only(search, {f.name for f in dataclasses.fields(SearchConfig)}, f"{where} [search]")
-    config = SearchConfig(**search)
-    if config.mode not in MODES or config.pruner not in PRUNERS:
-        raise ProfileError(f"{where}: search mode must be one of {MODES}, pruner one of {PRUNERS}")
-    if config.mode == "grid" and not config.grid:
-        raise ProfileError(f"{where}: grid mode needs [search.grid] (name = [values])")
+    config = _search(raw.get("search", {}), where)
+    seeds = tuple(_seeds(raw["seeds"], where, "seeds"))
     methods = raw["methods"]
     if isinstance(methods, str):
         if methods != "all":
             raise ProfileError(f'{where}: methods must be "all" or [[methods]] entries')
         entries = "all"
-    else:
+    elif isinstance(methods, list) and methods and all(isinstance(e, dict) for e in methods):
         entries = tuple(_entry(e, where) for e in methods)
         for e in entries:
-            extra = sorted(set(e.seeds or ()) - set(_ints(raw["seeds"], "seeds", where)))
+            extra = sorted(set(e.seeds or ()) - set(seeds))
             if extra:
                 raise ProfileError(
                     f"{where}: method {e.method}: seeds {extra} are not among the profile's "
                     f"seeds {raw['seeds']}"
                 )
+    else:
+        raise ProfileError(f'{where}: methods must be "all" or [[methods]] entries')
     overrides = _overrides(raw.get("overrides", {}), entries, where)
     tasks = raw["tasks"]
     if isinstance(tasks, str) and tasks != "whole":
         raise ProfileError(f'{where}: tasks must be a list of names or "whole"')
+    if not isinstance(tasks, str):
+        if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+            raise ProfileError(f'{where}: tasks must be a non-empty list of names or "whole"')
+        tasks = tuple(get_task(t).name for t in tasks)
+        validate.unique(tasks, "tasks", where)
+    settings = raw.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ProfileError(f"{where}: [settings] must be a table of name = value")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ProfileError(f"{where}: description must be a string")
     return Profile(
         name=name,
         path=path,
-        description=raw.get("description", ""),
+        description=description,
         backbones=_backbones(raw["backbones"], where),
-        tasks=tasks if isinstance(tasks, str) else tuple(get_task(t).name for t in tasks),
-        k=tuple(_ints(raw["k"], "k", where)),
-        seeds=tuple(_ints(raw["seeds"], "seeds", where)),
-        partial=bool(raw.get("partial", False)),
+        tasks=tasks,
+        k=tuple(_ints(raw["k"], "k", where, low=1)),
+        seeds=seeds,
+        partial=validate.boolean(raw.get("partial", False), "partial", where),
         search=config,
-        settings=dict(raw.get("settings", {})),
+        settings=dict(settings),
         entries=entries,
         overrides=overrides,
     )
+
+
+_SEARCH_INTS = {"trials": 1, "tpe_startup_trials": 0, "pruner_startup_trials": 0,
+                "pruner_warmup_steps": 0}  # fmt: skip
+
+
+def _search(raw, where: str) -> SearchConfig:
+    """The [search] table, every value checked (the grid's values are checked per method)."""
+    where = f"{where} [search]"
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{where}: must be a table")
+    _only(raw, {f.name for f in dataclasses.fields(SearchConfig)}, where)
+    for key, low in _SEARCH_INTS.items():
+        if key in raw:
+            validate.integer(raw[key], key, where, low=low)
+    for key, allowed in (("mode", MODES), ("pruner", PRUNERS)):
+        if key in raw and raw[key] not in allowed:
+            raise ProfileError(f"{where} {key}={raw[key]!r}: expected one of {list(allowed)}")
+    grid = raw.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ProfileError(f"{where} grid: expected a table of name = [values]")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ProfileError(
+                f"{where}.grid {key}={values!r}: expected a non-empty list of values"
+            )
+        validate.unique(values, f"grid {key}", where)
+    config = SearchConfig(**raw)
+    if config.mode == "grid" and not config.grid:
+        raise ProfileError(f"{where}: grid mode needs [search.grid] (name = [values])")
+    return config
 
 
 def _overrides(raw, entries, where: str) -> dict:
@@ -163,6 +205,7 @@ def _overrides(raw, entries, where: str) -> dict:
         raise ProfileError(f"{where}: [overrides] holds one table of settings per method")
     for name in raw:
         get_method(name)  # unknown names are reported with the list of choices
+    validate.unique(list(raw), "overrides", where)
     return {name: dict(settings) for name, settings in raw.items()}
 
 
@@ -171,15 +214,22 @@ def _entry(raw: dict, where: str) -> Entry:
     if "method" not in raw:
         raise ProfileError(f"{where}: a [[methods]] entry needs 'method'")
     get_method(raw["method"])  # the name is checked here, with the list of choices
+    at = f"{where} [[methods]] {raw['method']}"
     backbones = raw.get("backbones")
     seeds = raw.get("seeds")
+    trials, estimate_s = raw.get("trials"), raw.get("estimate_s")
+    settings = raw.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ProfileError(f"{at}: settings must be a table of name = value")
     return Entry(
         method=raw["method"],
-        settings=dict(raw.get("settings", {})),
-        backbones=_backbones(backbones, where) if backbones is not None else None,
-        trials=raw.get("trials"),
-        estimate_s=raw.get("estimate_s"),
-        seeds=tuple(_ints(seeds, "seeds", where)) if seeds is not None else None,
+        settings=dict(settings),
+        backbones=_backbones(backbones, at) if backbones is not None else None,
+        trials=validate.integer(trials, "trials", at, low=1) if trials is not None else None,
+        estimate_s=validate.number(estimate_s, "estimate_s", at, low=0)
+        if estimate_s is not None
+        else None,
+        seeds=tuple(_seeds(seeds, at, "seeds")) if seeds is not None else None,
     )
 
 
@@ -192,17 +242,25 @@ def _only(table: dict, allowed: set, where: str) -> None:
 def _backbones(names, where: str) -> tuple[str, ...]:
     from bench.backbones.catalog import get_spec
 
-    if not isinstance(names, list) or not names:
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ProfileError(f"{where}: backbones must be a non-empty list of names")
     for name in names:
-        get_spec(name)  # unknown names are reported with the catalog
+        get_spec(name)  # a catalog name, path:DIR or org/name; else the choices
+    validate.unique(names, "backbones", where)
     return tuple(names)
 
 
-def _ints(values, key: str, where: str) -> list[int]:
-    if not isinstance(values, list) or not all(type(v) is int for v in values):
-        raise ProfileError(f"{where}: {key} must be a list of integers")
+def _ints(values, key: str, where: str, low: int | None = None, high: int | None = None):
+    if not isinstance(values, list) or not values:
+        raise ProfileError(f"{where}: {key} must be a non-empty list of integers")
+    for v in values:
+        validate.integer(v, key, where, low, high)
+    validate.unique(values, key, where)
     return values
+
+
+def _seeds(values, where: str, key: str) -> list[int]:
+    return _ints(values, key, where, 0, validate.SEED_MAX)
 
 
 # --- profile -> cells ------------------------------------------------------------------------
@@ -232,7 +290,12 @@ class SweepCell:
         return f"{self.backbone}/{task}/{self.label}/k{self.k}-seed{self.seed}"
 
     def record_path(self, results: Path) -> Path:
-        return Path(results) / self.profile / f"{self.name}.json"
+        """``<results>/<profile>/<backbone>/<task>/<label>/k<K>-seed<S>.json``, each name made
+        one safe path component (a hub id's ``/``, a ``path:`` backbone), checked to stay
+        inside ``results``."""
+        task = self.task + ("-partial" if self.partial else "")
+        parts = [component(n) for n in (self.profile, self.backbone, task, self.label)]
+        return inside(results, Path(results).joinpath(*parts, f"k{self.k}-seed{self.seed}.json"))
 
     @property
     def study_name(self) -> str:
@@ -288,7 +351,9 @@ def _method_run(profile: Profile, entry: Entry, backbone: str, task: str, notes:
     (with a note) if the method cannot run there and the profile takes "all" methods."""
     method = get_method(entry.method)
     settings = {**profile.settings, **entry.settings}
-    hp = _hyperparameters(method, settings, profile)
+    _hyperparameters(method, profile.settings, profile, "[settings]")  # each value, named
+    at = f"[overrides.{method.name}]" if profile.entries == "all" else f"[[methods]] {method.name}"
+    hp = _hyperparameters(method, settings, profile, f"{at} settings")
     reason = refusal(method, backbone, task, hp)
     if reason and profile.entries == "all":
         notes.append(Skipped(backbone, task, method.name, method.label(hp), reason))
@@ -335,11 +400,15 @@ def missing_data(profile: Profile, data_root: Path | None) -> list[str]:
     return out
 
 
-def _hyperparameters(method, settings: dict, profile: Profile) -> dict:
+def _hyperparameters(method, settings: dict, profile: Profile, table: str) -> dict:
+    """The method's hyperparameters with ``settings``; a bad value is named with the profile
+    file and its table (``profile p.toml [settings] steps=0: expected an integer >= 1``)."""
     try:
-        return method.hyperparameters(settings)
+        return method.hyperparameters(settings, source=f"profile {profile.path} {table}")
+    except validate.SettingError:
+        raise
     except TunebenchError as e:
-        raise ProfileError(f"profile {profile.path}: {e}") from None
+        raise ProfileError(f"profile {profile.path} {table}: {e}") from None
 
 
 def _check_fixed(method, settings: dict, search: SearchConfig, profile: Profile) -> None:
@@ -350,8 +419,10 @@ def _check_fixed(method, settings: dict, search: SearchConfig, profile: Profile)
         )
     if search.mode == "tpe" and method.trains and search.trials < 1:
         raise ProfileError(f"profile {profile.path}: {method.name}: trials must be at least 1")
-    if search.mode == "grid" and method.trains:  # grid names must be the method's settings
-        _hyperparameters(method, {**settings, **{k: v[0] for k, v in search.grid.items()}}, profile)
+    if search.mode == "grid" and method.trains:  # every grid value, as a setting of the method
+        for key, values in search.grid.items():
+            for value in values:
+                _hyperparameters(method, {**settings, key: value}, profile, "[search.grid]")
     searched_names(method, settings, search)  # the space runs on these settings
 
 

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 
 from bench.core.errors import TunebenchError
 from bench.core.metrics import METRICS
+from bench.sweep.journal import is_disk_error
 from methods.base import Method
 
 MODES = ("tpe", "grid")
@@ -70,9 +71,20 @@ def open_storage(url_or_path: str | Path) -> optuna.storages.BaseStorage:
                 f"cannot open Optuna storage {describe_storage(text)}: {type(e).__name__}: {e}"
             ) from None
     path = Path(text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
-    return optuna.storages.JournalStorage(backend)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    except OSError as e:
+        raise TunebenchError(
+            f"cannot open the Optuna journal {path} ({e.strerror or e}); free space or fix the "
+            "folder's permissions, or pass --results (or --storage) elsewhere"
+        ) from None
+    except ValueError as e:  # a line in the middle that is not JSON (the tail is repaired)
+        raise TunebenchError(
+            f"the Optuna journal {path} is damaged ({e}); move it aside to start the searches "
+            "of unfinished cells afresh (finished cells keep their records)"
+        ) from None
 
 
 def describe_storage(url_or_path: str | Path) -> str:
@@ -245,6 +257,8 @@ def run_search(
             summary["state"] = "PRUNED"
             study.tell(trial, state=TrialState.PRUNED)
         except Exception as e:  # noqa: BLE001 - any failure of one trial is recorded, not fatal
+            if is_disk_error(e):
+                raise  # a full disk stops the sweep; it is not the trial's failure
             summary.update(state="FAIL", error=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=-8))  # fmt: skip
             study.tell(trial, state=TrialState.FAIL)
