@@ -1,0 +1,304 @@
+"""Predicted peak memory of one training step, from a backbone's config alone (no weights).
+
+The method's model is built on the meta device (as ``tunebench params`` does), its tensors
+turned into fake tensors (``torch._subclasses.FakeTensorMode``: shapes and dtypes, no data),
+and one training step is run the way the harness runs it (``bench.engine.train``): a warm-up
+step so the optimizer state exists, then, under a tracker, forward, loss, backward, gradient
+clipping, fused AdamW step, ``zero_grad(set_to_none=True)``. Methods that do not train get one
+``no_grad`` forward of a batch (as the runner measures them).
+
+The accounting is the run's own CPU tracker's (``bench.engine.measure.peak_memory``): the
+bytes of what lives across steps (parameters, buffers, optimizer state; each storage once)
+plus the peak of the storages the step allocates, op by op. The peak is split into weights
+(parameters and buffers), gradients, optimizer state and activations (everything else live at
+the peak: saved activations, temporaries, the batch). On CUDA each allocation is rounded up
+to the caching allocator's 512-byte blocks, and cuBLAS's workspace is added (the allocator
+holds it once the first matmul ran, so ``max_memory_allocated`` counts it).
+
+``precision`` models autocast: ``fp32`` as is; ``bf16`` / ``fp16`` run the forward under
+``torch.autocast`` (matmul outputs in the low precision), with fp32 master weights, gradients
+and optimizer state, as the harness's ``precision`` setting does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from bench.core.errors import TunebenchError
+from bench.engine.measure import unique_parameters
+from bench.engine.prompts import PSEUDO
+from bench.run.params import meta_backbone
+from methods.base import Method
+from tasks import Task
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICES = ("cpu", "cuda")
+CUDA_BLOCK = 512  # the caching allocator rounds every allocation up to a multiple of this
+# cuBLAS workspace from the caching allocator (PyTorch's default CUBLAS_WORKSPACE_CONFIG
+# :4096:8 on Hopper and later, 4096 KiB x 2 + 16 KiB x 8 before); counted once per device.
+CUBLAS_WORKSPACE = {"sm90+": 4096 * 1024 * 8, "older": 4096 * 1024 * 2 + 16 * 1024 * 8}
+PARTS = ("weights", "gradients", "optimizer", "activations")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A predicted peak and its parts, in bytes (the parts add up to ``peak``)."""
+
+    backbone: str
+    method: str
+    label: str
+    batch_size: int
+    max_length: int
+    precision: str
+    device: str
+    trains: bool
+    trainable: int
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    peak: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def estimate(
+    backbone_name: str,
+    method: Method,
+    task: Task,
+    overrides: dict | None = None,
+    *,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    precision: str = "fp32",
+    device: str = "cpu",
+    batch: dict | None = None,
+    cublas_workspace: int | None = None,
+) -> Estimate:
+    """The predicted peak of one training step (one forward for methods that do not train).
+
+    ``batch`` (real tensors, as ``bench.engine.data.collate`` makes them) gives the exact
+    shapes to use; without it a batch of ``batch_size`` sequences of ``max_length`` tokens is
+    made up (every sequence full length: the worst case of a padded batch).
+    """
+    if precision not in PRECISIONS:
+        raise TunebenchError(f"--precision {precision!r}: choose one of {list(PRECISIONS)}")
+    if device not in DEVICES:
+        raise TunebenchError(f"--device {device!r}: choose one of {list(DEVICES)}")
+    hp = method.hyperparameters(overrides)
+    backbone = meta_backbone(backbone_name)
+    method.check(backbone, hp)
+    model = method.build(backbone, task, hp)
+    batch_size = batch_size or hp["batch_size"]
+    max_length = max_length or model.encoder.r.max_length
+    for name, value in (("batch size", batch_size), ("max length", max_length)):
+        if value < 1:
+            raise TunebenchError(f"{name} {value}: must be at least 1")
+    fake = FakeTensorMode(allow_non_fake_inputs=False)
+    _fake_tensors(model, fake)
+    trainable = [p for p in unique_parameters(model.parameters()) if p.requires_grad]
+    with fake:
+        if batch is None:
+            make = lambda: _made_up_batch(model, batch_size, max_length)  # noqa: E731
+        else:
+            shapes = {k: (v.shape, v.dtype) for k, v in batch.items()}
+            make = lambda: {k: torch.zeros(s, dtype=d) for k, (s, d) in shapes.items()}  # noqa: E731
+            batch_size = shapes["label"][0][0]
+            max_length = shapes["input_ids"][0][1] if "input_ids" in shapes else max_length
+        if method.trains and trainable:
+            parts = _training_step(model, trainable, make, PRECISIONS[precision], device)
+        else:
+            parts = _inference(model, make, PRECISIONS[precision], device)
+    if device == "cuda":
+        workspace = CUBLAS_WORKSPACE["sm90+"] if cublas_workspace is None else cublas_workspace
+        parts["activations"] += workspace
+    return Estimate(
+        backbone=backbone_name,
+        method=method.name,
+        label=method.label(hp),
+        batch_size=int(batch_size),
+        max_length=int(max_length),
+        precision=precision,
+        device=device,
+        trains=method.trains,
+        trainable=sum(p.numel() for p in trainable) if method.trains else 0,
+        **parts,
+        peak=sum(parts.values()),
+    )
+
+
+# --- the model and the batch as fake tensors ------------------------------------------------
+
+
+def _fake_tensors(model: nn.Module, fake: FakeTensorMode) -> None:
+    """Replace every parameter and buffer (built on meta) by a fake CPU tensor of the same
+    shape and dtype; a tensor shared between modules (tied weights) stays shared."""
+    memo: dict[int, torch.Tensor] = {}
+
+    def fake_of(t: torch.Tensor, parameter: bool) -> torch.Tensor:
+        if id(t) not in memo:
+            with fake:
+                new = torch.empty(t.shape, dtype=t.dtype)
+            memo[id(t)] = nn.Parameter(new, requires_grad=t.requires_grad) if parameter else new
+        return memo[id(t)]
+
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is not None:
+                module._parameters[name] = fake_of(p, True)
+        for name, b in module._buffers.items():
+            if b is not None:
+                module._buffers[name] = fake_of(b, False)
+
+
+def _made_up_batch(model, batch_size: int, length: int) -> dict:
+    """A batch of full-length sequences shaped as the method's inputs: the answer slot(s) at
+    the end, the template's pseudo-token slots ({p}) at the start."""
+    prompt = model.encoder.r.prompt
+    answers = max(1, prompt.template.count("{mask}")) if prompt is not None else 1
+    pseudo = prompt.template.count(PSEUDO) if prompt is not None else 0
+    if answers + pseudo > length:
+        raise TunebenchError(
+            f"max length {length}: the template needs {answers + pseudo} slots; use a longer one"
+        )
+    b = batch_size
+    batch = {
+        "input_ids": torch.zeros(b, length, dtype=torch.long),
+        "attention_mask": torch.ones(b, length, dtype=torch.long),
+        "position": torch.zeros(b, answers, dtype=torch.long)
+        if answers > 1
+        else torch.zeros(b, dtype=torch.long),
+        "label": torch.zeros(b, dtype=torch.long),
+        "score": torch.zeros(b),
+    }
+    if pseudo:
+        batch["pseudo"] = torch.zeros(b, pseudo, dtype=torch.long)
+    return batch
+
+
+# --- one step under the tracker -------------------------------------------------------------
+
+
+def _autocast(dtype, device: str):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=dtype)  # fake tensors live on the CPU
+
+
+def _features_batch(model, make) -> dict:
+    """A frozen trunk's training step reads cached features (B, H) instead of running it."""
+    batch = make()
+    if model.trunk_frozen and "features" not in batch:
+        hidden = model.body.config.hidden_size
+        shape = (*batch["position"].shape, hidden)
+        batch = {k: v for k, v in batch.items() if k in ("label", "score")}
+        batch["features"] = torch.zeros(shape)
+    return batch
+
+
+def _training_step(model, params, make, dtype, device) -> dict:
+    opt = torch.optim.AdamW([{"params": params}], lr=1e-5, fused=True)
+    model.train()
+
+    def step(tracker: _Tracker | None) -> None:
+        batch = _features_batch(model, make)
+        with _autocast(dtype, device):
+            logits = model(batch)
+        loss = model.loss(logits.float(), batch)
+        loss.backward()
+        if tracker is not None:  # which of the step's storages are gradients
+            tracker.mark_gradients(p.grad for p in params if p.grad is not None)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(None)  # warm-up: the optimizer state exists from here on, as in the measured step
+    state = [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
+    return _tracked(model, state, step, device)
+
+
+def _inference(model, make, dtype, device) -> dict:
+    model.eval()
+
+    def step(tracker: _Tracker) -> None:
+        batch = make()
+        with torch.no_grad(), _autocast(dtype, device):
+            model(batch)
+
+    return _tracked(model, [], step, device)
+
+
+def _tracked(model, state: list, step, device: str) -> dict:
+    """Static bytes (what lives across steps) and the step's peak, split into parts."""
+    size = _rounded if device == "cuda" else _nbytes
+    weights = {_key(t): size(t) for t in (*model.parameters(), *model.buffers())}
+    optimizer = {_key(t): size(t) for t in state}
+    optimizer = {k: v for k, v in optimizer.items() if k not in weights}
+    tracker = _Tracker(set(weights) | set(optimizer), size)
+    with tracker:
+        step(tracker)
+    gradients = sum(n for serial, n in tracker.at_peak.items() if serial in tracker.gradients)
+    return {
+        "weights": sum(weights.values()),
+        "gradients": gradients,
+        "optimizer": sum(optimizer.values()),
+        "activations": tracker.peak - gradients,
+    }
+
+
+def _key(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.untyped_storage().nbytes()
+
+
+def _rounded(t: torch.Tensor) -> int:
+    n = t.untyped_storage().nbytes()
+    return -(-n // CUDA_BLOCK) * CUDA_BLOCK
+
+
+class _Tracker(TorchDispatchMode):
+    """Live bytes of the storages created under it, their peak and what was live then.
+    Storages get serial numbers (a freed storage's address may be reused by the next one)."""
+
+    def __init__(self, known: set[int], size):
+        super().__init__()
+        self.known, self.size = known, size
+        self.live: dict[int, tuple[int, int]] = {}  # storage key -> (serial, bytes)
+        self.current = self.peak = self.serials = 0
+        self.at_peak: dict[int, int] = {}  # serial -> bytes, when the peak was reached
+        self.gradients: set[int] = set()  # serials
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            st = t.untyped_storage()
+            key = st._cdata
+            if key in self.known or key in self.live or st.nbytes() == 0:
+                continue
+            self.serials += 1
+            self.live[key] = (self.serials, self.size(t))
+            self.current += self.live[key][1]
+            if self.current > self.peak:
+                self.peak, self.at_peak = self.current, dict(self.live.values())
+            weakref.finalize(st, self._free, key)
+        return out
+
+    def _free(self, key: int) -> None:
+        self.current -= self.live.pop(key, (0, 0))[1]
+
+    def mark_gradients(self, grads) -> None:
+        self.gradients |= {self.live[_key(g)][0] for g in grads if _key(g) in self.live}
