@@ -23,6 +23,7 @@ and optimizer state, as the harness's ``precision`` setting does.
 from __future__ import annotations
 
 import contextlib
+import re
 import weakref
 from dataclasses import asdict, dataclass
 
@@ -94,19 +95,19 @@ def estimate(
         raise TunebenchError(f"--precision {precision!r}: choose one of {list(PRECISIONS)}")
     if device not in DEVICES:
         raise TunebenchError(f"--device {device!r}: choose one of {list(DEVICES)}")
+    for name, value in (("batch size", batch_size), ("max length", max_length)):
+        if value is not None and value < 1:
+            raise TunebenchError(f"{name} {value}: must be at least 1")
     hp = method.hyperparameters(overrides)
     backbone = meta_backbone(backbone_name)
     method.check(backbone, hp)
     model = method.build(backbone, task, hp)
-    batch_size = batch_size or hp["batch_size"]
-    max_length = max_length or model.encoder.r.max_length
-    for name, value in (("batch size", batch_size), ("max length", max_length)):
-        if value < 1:
-            raise TunebenchError(f"{name} {value}: must be at least 1")
+    batch_size = hp["batch_size"] if batch_size is None else batch_size
+    max_length = model.encoder.r.max_length if max_length is None else max_length
     fake = FakeTensorMode(allow_non_fake_inputs=False)
     _fake_tensors(model, fake)
     trainable = [p for p in unique_parameters(model.parameters()) if p.requires_grad]
-    with fake:
+    with fake, _attention_kernels(device):
         if batch is None:
             make = lambda: _made_up_batch(model, batch_size, max_length)  # noqa: E731
         else:
@@ -183,6 +184,68 @@ def _made_up_batch(model, batch_size: int, length: int) -> dict:
     if pseudo:
         batch["pseudo"] = torch.zeros(b, pseudo, dtype=torch.long)
     return batch
+
+
+# --- CUDA's attention kernels ----------------------------------------------------------------
+
+
+class _FusedAttention(torch.autograd.Function):
+    """What CUDA's fused attention kernels hold (the fake tensors run CPU code, whose math
+    path in training keeps the (B, heads, T, S) probabilities and their dropout mask):
+    flash attention (fp16/bf16, no mask) or memory-efficient attention (otherwise) keep the
+    output and an fp32 log-sum-exp per query, never the attention matrix. Efficient attention
+    reads a boolean mask as an additive bias in the query's dtype, its last dim padded to 16.
+    Backward: the three input gradients, plus fp32 row terms (and flash's fp32 dq
+    accumulator)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, flash: bool):
+        b, h, t, _ = q.shape
+        out = q.new_empty((*q.shape[:-1], v.shape[-1]))  # (B, heads, T, Dv)
+        lse = q.new_empty((b, h, t if flash else -(-t // 32) * 32), dtype=torch.float32)
+        ctx.flash = flash
+        ctx.save_for_backward(q, k, v, out, lse, *(() if bias is None else (bias,)))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v = ctx.saved_tensors[:3]
+        b, h, t, d = q.shape
+        rows = q.new_empty((b, h, -(-t // 128) * 128 if ctx.flash else t), dtype=torch.float32)
+        accum = (
+            q.new_empty((b, h, -(-t // 128) * 128, d), dtype=torch.float32) if ctx.flash else None
+        )
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        del rows, accum
+        return dq, dk, dv, None, None
+
+
+def _cuda_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+               enable_gqa=False):  # fmt: skip
+    """``scaled_dot_product_attention`` as CUDA runs it, for memory only (no values)."""
+    flash = attn_mask is None and query.dtype in (torch.float16, torch.bfloat16)
+    bias = None
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            *lead, s = attn_mask.shape
+            bias = query.new_empty((*lead, -(-s // 16) * 16))
+        else:
+            bias = attn_mask
+    return _FusedAttention.apply(query, key, value, bias, flash)
+
+
+@contextlib.contextmanager
+def _attention_kernels(device: str):
+    """On CUDA, attention as CUDA's fused kernels hold memory; on the CPU, as it runs."""
+    if device != "cuda":
+        yield
+        return
+    original = torch.nn.functional.scaled_dot_product_attention
+    torch.nn.functional.scaled_dot_product_attention = _cuda_sdpa
+    try:
+        yield
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
 
 
 # --- one step under the tracker -------------------------------------------------------------
@@ -302,3 +365,58 @@ class _Tracker(TorchDispatchMode):
 
     def mark_gradients(self, grads) -> None:
         self.gradients |= {self.live[_key(g)][0] for g in grads if _key(g) in self.live}
+
+
+# --- sizes, budgets and the predictions file ------------------------------------------------
+
+_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}  # fmt: skip
+SCHEMA = "tunebench.predicted-memory/1"
+
+
+def parse_size(text: str) -> int:
+    """``24GiB``, ``80 GB``, ``512MiB`` or a number of bytes -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise TunebenchError(
+            f"device memory {text!r}: expected a size such as 24GiB, 80GB or 16384MiB"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_bytes(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB"
+
+
+def fits(e: Estimate, budget: int) -> str | None:
+    """None when the predicted peak fits in ``budget`` bytes; else why not and what to do."""
+    if e.peak <= budget:
+        return None
+    fixes = []
+    if e.trains and e.batch_size > 1:
+        fixes.append(
+            f"a smaller batch (batch_size={max(1, e.batch_size // 2)} with "
+            f"grad_accum=2 keeps the effective batch)"
+        )
+    if e.precision == "fp32":
+        fixes.append("bf16 autocast (precision=bf16)")
+    fixes.append("a partial method (lora, bitfit) or a device with more memory")
+    return (
+        f"{e.backbone} x {e.label} at batch {e.batch_size}, length {e.max_length}, "
+        f"{e.precision}: predicted peak {format_bytes(e.peak)} > {format_bytes(budget)} of "
+        f"device memory; use {', or '.join(fixes)}"
+    )
+
+
+def predictions_document(estimates: list[Estimate]) -> dict:
+    """The predictions as the report reads them (``bench/report/predicted_memory.json``)."""
+    return {
+        "schema": SCHEMA,
+        "how": "predicted by `tunebench memory` (bench/run/memory.py) from the backbone's "
+        "config alone: one training step on fake tensors after a warm-up step, fused AdamW, "
+        "every sequence at full length; untrained methods: one no_grad forward",
+        "estimates": [e.as_dict() for e in estimates],
+    }
