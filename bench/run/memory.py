@@ -284,7 +284,12 @@ def _training_step(model, params, make, dtype, device) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step(None)  # warm-up: the optimizer state exists from here on, as in the measured step
+    # Warm-up, as the run's probe comes after a first step: one optimizer step on zero
+    # gradients creates the optimizer state (no forward/backward needed for that).
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
     state = [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
     return _tracked(model, state, step, device)
 
