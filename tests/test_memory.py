@@ -134,3 +134,18 @@ def test_memory_command_refusals(capsys):
     assert "device memory 'lots'" in capsys.readouterr().err
     assert main(["memory", "--backbone", "minilm-l6", "--method", "zero-shot"]) == 0
     assert "refused" in capsys.readouterr().out
+
+
+def test_dry_run_prints_predicted_peaks_and_refuses_what_cannot_fit(tmp_path, data_root, capsys):
+    args = ["sweep", "smoke", "--dry-run", "--results", str(tmp_path), "--tasks", "RTE",
+            "--methods", "finetune,lora", "--seeds", "13"]  # fmt: skip
+    assert main([*args, "--device-memory", "1GiB"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted peak memory per cell (cuda, of 1.00 GiB)" in out
+    assert all(" MiB" in line for line in out.splitlines() if line.startswith("to do"))
+    assert main([*args, "--device-memory", "64KiB"]) == 2
+    captured = capsys.readouterr()
+    assert "does not fit" in captured.out
+    assert "4 cells to do cannot fit" in captured.err
+    assert "predicted peak" in captured.err and "MiB > 0.1 MiB of device memory" in captured.err
+    assert "grad_accum=2" in captured.err and "precision=bf16" in captured.err
