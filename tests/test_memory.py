@@ -149,3 +149,32 @@ def test_dry_run_prints_predicted_peaks_and_refuses_what_cannot_fit(tmp_path, da
     assert "4 cells to do cannot fit" in captured.err
     assert "predicted peak" in captured.err and "MiB > 0.1 MiB of device memory" in captured.err
     assert "grad_accum=2" in captured.err and "precision=bf16" in captured.err
+
+
+def test_report_shows_the_predicted_column_for_paper_backbones(tmp_path):
+    from report_records import record, write_all
+
+    from bench.report import predicted
+    from bench.report.make import make_report
+
+    recs = [record(m, "SST-2", s, 0.8, backbone=b) for b in ("roberta-large", "tiny-roberta")
+            for m in ("finetune", "lora") for s in (13, 21)]  # fmt: skip
+    make_report(write_all(tmp_path, recs))
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "Predicted peak (GPU, fp32 / bf16)" in board and "predicted, not measured" in board
+    want = predicted.lookup("roberta-large", "lora")
+    cell = f"{want['fp32'] / 2**30:.2f} / {want['bf16'] / 2**30:.2f} GiB"
+    lora_rows = [line for line in board.splitlines() if line.startswith("| lora |")]
+    assert len(lora_rows) == 2 and sum(cell in line for line in lora_rows) == 1  # tiny: none
+    latex = (tmp_path / "tables" / "test-k16-roberta-large-efficiency.tex").read_text()
+    assert "Predicted peak (GPU)" in latex and cell in latex
+    assert cell in (tmp_path / "leaderboard.html").read_text()
+
+
+def test_shipped_predictions_are_the_estimators():
+    from bench.report import predicted
+
+    shipped = predicted.lookup("roberta-base", "bitfit")
+    now = estimate("roberta-base", get_method("bitfit"), SST2, batch_size=shipped["batch_size"],
+                   max_length=shipped["max_length"], device="cuda")  # fmt: skip
+    assert now.peak == shipped["fp32"]

@@ -9,7 +9,7 @@ import base64
 from html import escape
 from importlib import resources
 
-from bench.report import fmt, text
+from bench.report import fmt, predicted, text
 from bench.report.aggregate import Aggregate, Cell, Row, Table
 from bench.report.published import Match, Source
 
@@ -70,7 +70,8 @@ def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str]) -> str
     cls = "best" if row.method_label in best_avg else ""
     mark = f'<span class="mark">{escape(row.average_marker)}</span>' if row.average_marker else ""
     tds.append(f'<td class="{cls}" data-value="{avg}">{fmt.score(row.average)}{mark}</td>')
-    numbers = [eff["trainable"], eff["pct"], eff["peak_bytes"], eff["train_s"]]
+    guess = (eff["predicted"] or {}).get("fp32")  # the predicted column sorts by fp32
+    numbers = [eff["trainable"], eff["pct"], eff["peak_bytes"], guess, eff["train_s"]]
     for value, shown in zip(numbers, text.efficiency_cells(eff)):
         tds.append(f'<td data-value="{"" if value is None else value}">{escape(shown)}</td>')
     tds.append(f'<td class="text">{escape(fmt.trials(eff["trials"]))}</td>')
@@ -173,7 +174,8 @@ def _published(sources: list[Source], found: list[Match]) -> list[str]:
 
 def page(agg: Aggregate, figures, sources: list[Source], found: list[Match]) -> str:
     n_ok = sum(r.ok for r in agg.records)
-    notes = [f"Peak memory: {m}" for m in text.memory_methods(agg)] + agg.notes
+    notes = [f"Peak memory: {m}" for m in text.memory_methods(agg)] + [predicted.note()]
+    notes += agg.notes
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from bench.report import fmt
+from bench.report import fmt, predicted
 from bench.report.aggregate import Aggregate, Column, Table, column_key
 from bench.report.published import Match, Source
 
@@ -22,6 +22,7 @@ EFFICIENCY_HEADERS = [
     "Trainable params",
     "% of backbone",
     "Peak memory",
+    "Predicted peak (GPU, fp32 / bf16)",
     "Train time",
     "Trials/seed",
 ]
@@ -32,6 +33,7 @@ def efficiency_cells(eff: dict) -> list[str]:
         fmt.params(eff["trainable"]),
         fmt.pct(eff["pct"]),
         fmt.mib(eff["peak_bytes"]),
+        fmt.predicted(eff["predicted"]),
         fmt.seconds(eff["train_s"]),
         fmt.trials(eff["trials"]),
     ]
@@ -162,6 +164,7 @@ def markdown(agg: Aggregate, figures: dict[str, list[tuple[str, str]]], sources,
     lines += _md_published(sources, found)
     lines += ["## Notes", ""]
     lines += [f"- Peak memory: {how}" for how in memory_methods(agg)]
+    lines += [f"- {predicted.note()}"]
     lines += [f"- {note}" for note in agg.notes]
     return "\n".join(lines).rstrip() + "\n"
 
