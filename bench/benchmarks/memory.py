@@ -48,12 +48,14 @@ WORDS = (
 ).split()
 
 
-def made_up_examples(n: int, offset: int = 0) -> list[Example]:
-    """``n`` sentences of different lengths (so batches are padded), labels alternating."""
+def made_up_examples(n: int, offset: int = 0, longest: int = 30) -> list[Example]:
+    """``n`` sentences of 6 to ``longest`` words, of different lengths (so batches are
+    padded; the longest reaches ``longest``), labels alternating."""
     out = []
     for i in range(n):
-        length = 6 + (7 * (i + offset)) % len(WORDS)
-        out.append(Example(" ".join(WORDS[:length]), label=i % 2))
+        length = longest if i == 0 else 6 + (7 * (i + offset)) % max(1, longest - 6)
+        words = [WORDS[j % len(WORDS)] for j in range(length)]
+        out.append(Example(" ".join(words), label=i % 2))
     return out
 
 
@@ -75,7 +77,7 @@ def measure(method, backbone_name: str, task, overrides: dict, device) -> tuple[
     method.check(backbone, hp)
     torch.manual_seed(SEED)
     model = method.build(backbone, task, hp).to(device)
-    train_ex = made_up_examples(hp["batch_size"])
+    train_ex = made_up_examples(hp["batch_size"], longest=hp["max_length"] or 30)
     if method.trains:
         shapes = _Shapes(model)
         result = train(model, task, train_ex, made_up_examples(2, 5), Hyper.from_dict(hp), SEED)
