@@ -77,6 +77,8 @@ def test_bad_settings_are_one_line_errors():
         estimate("tiny-bert", get_method("lora"), SST2, precision="fp8")
     with pytest.raises(TunebenchError, match="batch size 0: must be at least 1"):
         estimate("tiny-bert", get_method("lora"), SST2, batch_size=0, max_length=8)
+    with pytest.raises(TunebenchError, match="max length 4096: backbone tiny-bert has 512"):
+        estimate("tiny-bert", get_method("lora"), SST2, batch_size=1, max_length=4096)
     with pytest.raises(BackboneError, match="no bias terms"):
         estimate("tiny-llama", get_method("bitfit"), SST2)
 

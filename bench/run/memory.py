@@ -104,6 +104,15 @@ def estimate(
     model = method.build(backbone, task, hp)
     batch_size = hp["batch_size"] if batch_size is None else batch_size
     max_length = model.encoder.r.max_length if max_length is None else max_length
+    config = backbone.model.config
+    positions = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", 0
+    )
+    if batch is None and positions and max_length > positions:
+        raise TunebenchError(
+            f"max length {max_length}: backbone {backbone_name} has {positions} positions; "
+            f"use a max length of at most {positions}"
+        )
     fake = FakeTensorMode(allow_non_fake_inputs=False)
     _fake_tensors(model, fake)
     trainable = [p for p in unique_parameters(model.parameters()) if p.requires_grad]
