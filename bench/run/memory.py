@@ -104,26 +104,16 @@ def estimate(
     model = method.build(backbone, task, hp)
     batch_size = hp["batch_size"] if batch_size is None else batch_size
     max_length = model.encoder.r.max_length if max_length is None else max_length
-    config = backbone.model.config
-    positions = getattr(config, "max_position_embeddings", None) or getattr(
-        config, "n_positions", 0
-    )
-    if batch is None and positions and max_length > positions:
-        raise TunebenchError(
-            f"max length {max_length}: backbone {backbone_name} has {positions} positions; "
-            f"use a max length of at most {positions}"
-        )
+    if batch is None:
+        _check_length(backbone, max_length)
+    else:  # its shapes (a frozen trunk's batch holds features, not ids)
+        batch_size = len(batch["label"])
+        max_length = batch["input_ids"].shape[1] if "input_ids" in batch else max_length
     fake = FakeTensorMode(allow_non_fake_inputs=False)
     _fake_tensors(model, fake)
     trainable = [p for p in unique_parameters(model.parameters()) if p.requires_grad]
     with fake, _attention_kernels(device):
-        if batch is None:
-            make = lambda: _made_up_batch(model, batch_size, max_length)  # noqa: E731
-        else:
-            shapes = {k: (v.shape, v.dtype) for k, v in batch.items()}
-            make = lambda: {k: torch.zeros(s, dtype=d) for k, (s, d) in shapes.items()}  # noqa: E731
-            batch_size = shapes["label"][0][0]
-            max_length = shapes["input_ids"][0][1] if "input_ids" in shapes else max_length
+        make = _batch_maker(model, batch, batch_size, max_length)
         if method.trains and trainable:
             parts = _training_step(model, trainable, make, PRECISIONS[precision], device)
         else:
@@ -168,6 +158,25 @@ def _fake_tensors(model: nn.Module, fake: FakeTensorMode) -> None:
         for name, b in module._buffers.items():
             if b is not None:
                 module._buffers[name] = fake_of(b, False)
+
+
+def _check_length(backbone, length: int) -> None:
+    config = backbone.model.config
+    positions = getattr(config, "max_position_embeddings", 0) or getattr(config, "n_positions", 0)
+    if positions and length > positions:
+        raise TunebenchError(
+            f"max length {length}: backbone {backbone.name} has {positions} positions; "
+            f"use a max length of at most {positions}"
+        )
+
+
+def _batch_maker(model, batch: dict | None, batch_size: int, length: int):
+    """A function that makes the step's batch (under the fake mode): the shapes of ``batch``
+    when given, else made up."""
+    if batch is None:
+        return lambda: _made_up_batch(model, batch_size, length)
+    shapes = {k: (v.shape, v.dtype) for k, v in batch.items()}
+    return lambda: {k: torch.zeros(shape, dtype=dtype) for k, (shape, dtype) in shapes.items()}
 
 
 def _made_up_batch(model, batch_size: int, length: int) -> dict:
