@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bench.benchmarks.memory import TOLERANCE, measure
+from bench.benchmarks.memory import TOLERANCE, cuda_workspace, measure
 from bench.cli.app import main
 from bench.core.errors import BackboneError, TunebenchError
 from bench.run.memory import Estimate, estimate, fits, parse_size
@@ -21,11 +21,13 @@ SMALL = {"steps": 2, "eval_every": 1000, "batch_size": 4, "max_length": 48}
 
 def _ratio(backbone: str, name: str, device: torch.device) -> float:
     method = get_method(name)
+    workspace = cuda_workspace() if device.type == "cuda" else None
     try:
         measured, batch = measure(method, backbone, SST2, SMALL, device)
     except BackboneError as e:
         pytest.skip(f"{name} does not run on {backbone}: {e}")
-    est = estimate(backbone, method, SST2, SMALL, batch=batch, device=device.type)
+    est = estimate(backbone, method, SST2, SMALL, batch=batch, device=device.type,
+                   cublas_workspace=workspace)  # fmt: skip
     return est.peak / measured["peak_bytes"]
 
 

@@ -94,7 +94,7 @@ def measure(method, backbone_name: str, task, overrides: dict, device) -> tuple[
     return peak_memory(step, [model], None, device), batch
 
 
-def compare(backbone_name: str, method, task, args, device) -> dict:
+def compare(backbone_name: str, method, task, args, device, workspace: int | None = None) -> dict:
     overrides = {
         "steps": 2,
         "eval_every": 1000,
@@ -114,7 +114,8 @@ def compare(backbone_name: str, method, task, args, device) -> dict:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     try:
-        est = estimate(backbone_name, method, task, overrides, batch=batch, device=device.type)
+        est = estimate(backbone_name, method, task, overrides, batch=batch, device=device.type,
+                       cublas_workspace=workspace)  # fmt: skip
     except Exception as e:  # noqa: BLE001
         return {**row, "within 10%": f"ERROR {type(e).__name__}: {str(e)[:80]}"}
     ratio = est.peak / measured["peak_bytes"]
@@ -128,9 +129,9 @@ def compare(backbone_name: str, method, task, args, device) -> dict:
     }
 
 
-def _cuda_line() -> str:
-    """The GPU, and the cuBLAS workspace its first matmuls take from the caching allocator
-    (the estimate adds ``CUBLAS_WORKSPACE['sm90+']``; this shows what the device really took)."""
+def cuda_workspace() -> int:
+    """Bytes the first matmuls (fp32 and bf16) leave allocated: cuBLAS's workspace(s), held
+    by the caching allocator for the life of the process."""
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     a = torch.ones(64, 64, device="cuda")
@@ -139,13 +140,17 @@ def _cuda_line() -> str:
         (b @ b).sum().item()
         del b
     torch.cuda.synchronize()
-    workspace = torch.cuda.memory_allocated() - before - a.untyped_storage().nbytes()
+    held = torch.cuda.memory_allocated() - before - a.untyped_storage().nbytes()
     del a
+    return held
+
+
+def _cuda_line(workspace: int) -> str:
     cap = ".".join(map(str, torch.cuda.get_device_capability(0)))
     return (
         f"{torch.cuda.get_device_name(0)} (sm {cap}); cuBLAS workspace held after the first "
-        f"matmuls: {workspace / 2**20:.2f} MiB (the estimate assumes "
-        f"{CUBLAS_WORKSPACE['sm90+'] / 2**20:.2f} MiB)"
+        f"matmuls: {workspace / 2**20:.2f} MiB, used in the estimates (`tunebench memory` "
+        f"assumes {CUBLAS_WORKSPACE['sm90+'] / 2**20:.2f} MiB)"
     )
 
 
@@ -163,15 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     task = get_task("SST-2")
     methods = [get_method(m) for m in (args.method or REGISTRY)]
-    print(
-        machine_line(),
-        f"device {device}",
-        torch.cuda.get_device_name(0) if args.device == "cuda" else "",
-    )
+    workspace = cuda_workspace() if args.device == "cuda" else None
+    print(machine_line(), f"device {device};", _cuda_line(workspace) if workspace is not None else "")
     rows, start = [], time.perf_counter()
     for backbone_name in args.backbone or BACKBONES:
         for method in methods:
-            rows.append(compare(backbone_name, method, task, args, device))
+            rows.append(compare(backbone_name, method, task, args, device, workspace))
             print(rows[-1], file=sys.stderr, flush=True)
     columns = ["backbone", "method", "batch", "measured MiB", "estimate MiB", "ratio", "within 10%"]
     print_table(rows, columns)
