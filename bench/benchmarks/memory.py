@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     task = get_task("SST-2")
     methods = [get_method(m) for m in (args.method or REGISTRY)]
     workspace = cuda_workspace() if args.device == "cuda" else None
-    print(machine_line(), f"device {device};", _cuda_line(workspace) if workspace is not None else "")
+    print(
+        machine_line(), f"device {device};", _cuda_line(workspace) if workspace is not None else ""
+    )
     rows, start = [], time.perf_counter()
     for backbone_name in args.backbone or BACKBONES:
         for method in methods:
