@@ -74,6 +74,19 @@ def test_cuda_rounds_allocations_to_512_bytes_and_adds_the_workspace():
     assert cuda.peak > cpu.peak
 
 
+def test_cuda_keeps_no_attention_matrix():
+    """BERT-style attention in training runs the math path on the CPU (probabilities and
+    their dropout mask kept for backward, (B, heads, T, T) each); CUDA's fused kernels keep
+    an fp32 log-sum-exp per query instead."""
+    kw = dict(batch_size=4, max_length=256)
+    cpu = estimate("tiny-bert", get_method("finetune"), SST2, **kw)
+    cuda = estimate(
+        "tiny-bert", get_method("finetune"), SST2, device="cuda", cublas_workspace=0, **kw
+    )
+    matrix = 4 * 4 * 256 * 256 * 4  # one layer's fp32 attention probabilities, 4 heads
+    assert cpu.activations - cuda.activations > 2 * matrix  # two layers' worth at least
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(TunebenchError, match="precision 'fp8'"):
         estimate("tiny-bert", get_method("lora"), SST2, precision="fp8")
