@@ -32,7 +32,8 @@ def _memory_options(p) -> None:
         "--precision",
         action="append",
         choices=("fp32", "bf16", "fp16"),
-        help="fp32, or autocast to bf16/fp16 with fp32 master weights (repeatable; default fp32)",
+        help="fp32, or autocast to bf16/fp16 with fp32 master weights (repeatable; default: "
+        "the run's precision setting if it has one, else fp32)",
     )
     p.add_argument(
         "--device",
@@ -79,7 +80,7 @@ def cmd_memory(args) -> int:
     for backbone in args.backbone or ["roberta-large"]:
         for method in methods:
             for batch_size in args.batch_size or [None]:
-                for precision in args.precision or ["fp32"]:
+                for precision in args.precision or [None]:  # None: the method's setting
                     try:
                         e = estimate(
                             backbone,

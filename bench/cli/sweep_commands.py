@@ -211,27 +211,23 @@ def _memory_target(args) -> tuple[str, int | None]:
 
 def _peaks(cells, device: str) -> dict:
     """The predicted peak of each cell at the largest batch it may train with (the grid's,
-    or the fixed or default batch size), once per backbone, method, batch, length, precision."""
-    from bench.run.memory import PRECISIONS, estimate
+    or the fixed or default batch size), at its max length and precision (the run's setting
+    where there is one, else fp32); once per backbone, method, settings, length and batch."""
+    from bench.run.memory import estimate
     from methods import get_method
     from tasks import get_task
 
     out, cache = {}, {}
     for cell in cells:
         method, task = get_method(cell.method), get_task(cell.task)
-        hp = method.hyperparameters({k: v for k, v in cell.settings.items() if k != "precision"})
+        hp = method.hyperparameters(cell.settings)
         grid = cell.search.grid.get("batch_size", []) if cell.search.mode == "grid" else []
         grid = grid if method.trains else []  # untrained methods run at their batch size
         batch = max([int(b) for b in grid] + [int(hp["batch_size"])])
-        precision = str(cell.settings.get("precision", "fp32"))
-        if precision not in PRECISIONS:  # "auto": bf16 autocast where the hardware has it
-            precision = "bf16" if device == "cuda" else "fp32"
-        key = (cell.backbone, cell.method, repr(sorted(hp.items())), task.max_length, batch,
-               precision)  # fmt: skip
+        key = (cell.backbone, cell.method, repr(sorted(hp.items())), task.max_length, batch)
         if key not in cache:
-            overrides = {k: v for k, v in cell.settings.items() if k in hp}
-            cache[key] = estimate(cell.backbone, method, task, overrides, batch_size=batch,
-                                  precision=precision, device=device)  # fmt: skip
+            cache[key] = estimate(cell.backbone, method, task, cell.settings, batch_size=batch,
+                                  device=device)  # fmt: skip
         out[cell.name] = cache[key]
     return out
 

@@ -80,7 +80,7 @@ def estimate(
     *,
     batch_size: int | None = None,
     max_length: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     device: str = "cpu",
     batch: dict | None = None,
     cublas_workspace: int | None = None,
@@ -89,16 +89,16 @@ def estimate(
 
     ``batch`` (real tensors, as ``bench.engine.data.collate`` makes them) gives the exact
     shapes to use; without it a batch of ``batch_size`` sequences of ``max_length`` tokens is
-    made up (every sequence full length: the worst case of a padded batch).
+    made up (every sequence full length: the worst case of a padded batch). ``precision``
+    defaults to the run's ``precision`` setting where the method has one, else fp32.
     """
-    if precision not in PRECISIONS:
-        raise TunebenchError(f"--precision {precision!r}: choose one of {list(PRECISIONS)}")
+    hp = method.hyperparameters(overrides)
+    precision = resolve_precision(precision or hp.get("precision", "fp32"), device)
     if device not in DEVICES:
         raise TunebenchError(f"--device {device!r}: choose one of {list(DEVICES)}")
     for name, value in (("batch size", batch_size), ("max length", max_length)):
         if value is not None and value < 1:
             raise TunebenchError(f"{name} {value}: must be at least 1")
-    hp = method.hyperparameters(overrides)
     backbone = meta_backbone(backbone_name)
     method.check(backbone, hp)
     model = method.build(backbone, task, hp)
@@ -134,6 +134,16 @@ def estimate(
         **parts,
         peak=sum(parts.values()),
     )
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """fp32 | bf16 | fp16; ``auto`` (the run setting's default) is bf16 autocast on CUDA and
+    fp32 on the CPU (the estimate does not know the CPU's bf16 support)."""
+    if precision == "auto":
+        return "bf16" if device == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise TunebenchError(f"precision {precision!r}: choose one of {list(PRECISIONS)} or auto")
+    return precision
 
 
 # --- the model and the batch as fake tensors ------------------------------------------------
