@@ -64,9 +64,11 @@ def _memory_options(p) -> None:
     "weights, gradients, optimizer state and activations",
 )(_memory_options)
 def cmd_memory(args) -> int:
+    import itertools
+
     from bench.cli.commands import parse_sets
     from bench.core.io import atomic_write_json
-    from bench.run.memory import estimate, fits, format_bytes, parse_size, predictions_document
+    from bench.run.memory import estimate, parse_size, predictions_document
     from methods import REGISTRY, get_method
     from tasks import get_task
 
@@ -77,54 +79,47 @@ def cmd_memory(args) -> int:
     methods = [get_method(m) for m in (args.method or REGISTRY)]
     overrides = parse_sets(args.set)
     rows, done = [], []
-    for backbone in args.backbone or ["roberta-large"]:
-        for method in methods:
-            for batch_size in args.batch_size or [None]:
-                for precision in args.precision or [None]:  # None: the method's setting
-                    try:
-                        e = estimate(
-                            backbone,
-                            method,
-                            task,
-                            overrides,
-                            batch_size=batch_size,
-                            max_length=args.max_length or None,
-                            precision=precision,
-                            device=args.device,
-                        )
-                    except BackboneError as err:  # a refusal is a row, not the end of the table
-                        reason = str(err).split(": ", 1)[-1]
-                        rows.append({"backbone": backbone, "method": method.name, "peak": "refused",
-                                     "fits": reason[:70]})  # fmt: skip
-                        continue
-                    done.append(e)
-                    row = {
-                        "backbone": backbone,
-                        "method": e.label,
-                        "batch": e.batch_size,
-                        "length": e.max_length,
-                        "precision": e.precision,
-                        "weights": format_bytes(e.weights),
-                        "gradients": format_bytes(e.gradients),
-                        "optimizer": format_bytes(e.optimizer),
-                        "activations": format_bytes(e.activations),
-                        "peak": format_bytes(e.peak),
-                    }
-                    if budget is not None:
-                        row["fits"] = "yes" if fits(e, budget) is None else "NO"
-                    rows.append(row)
-    columns = ["backbone", "method", "batch", "length", "precision", "weights", "gradients",
-               "optimizer", "activations", "peak"] + (["fits"] if budget is not None else [])  # fmt: skip
-    if any(r["peak"] == "refused" for r in rows) and "fits" not in columns:
-        columns.append("fits")
+    for backbone, method, batch_size, precision in itertools.product(
+        args.backbone or ["roberta-large"],
+        methods,
+        args.batch_size or [None],  # None: the method's
+        args.precision or [None],  # None: the method's setting, else fp32
+    ):
+        try:
+            e = estimate(backbone, method, task, overrides, batch_size=batch_size,
+                         max_length=args.max_length or None, precision=precision,
+                         device=args.device)  # fmt: skip
+        except BackboneError as err:  # a refusal is a row, not the end of the table
+            reason = str(err).split(": ", 1)[-1]
+            rows.append(
+                {"backbone": backbone, "method": method.name, "note": f"refused: {reason[:70]}"}
+            )
+            continue
+        done.append(e)
+        rows.append(_row(e, budget))
+    columns = ["backbone", "method", "batch", "length", "precision", *PARTS_SHOWN, "peak"]
+    columns += [c for c in ("fits", "note") if any(c in r for r in rows)]
     _print_table([{c: r.get(c, "") for c in columns} for r in rows], columns)
-    device = "CUDA" if args.device == "cuda" else "CPU"
     print(
-        f"\npredicted for {device} from the configs alone (fake tensors: one training step after "
-        "a warm-up step, fused AdamW; untrained methods: one no_grad forward); the parts are "
-        "what is live at the peak."
+        f"\npredicted for {args.device.upper()} from the configs alone (fake tensors: one "
+        "training step after a warm-up step, fused AdamW; untrained methods: one no_grad "
+        "forward); the parts are what is live at the peak."
     )
     if args.json is not None:
         atomic_write_json(args.json, predictions_document(done))
         print(f"wrote {len(done)} predictions to {args.json}", file=sys.stderr)
     return 0
+
+
+PARTS_SHOWN = ("weights", "gradients", "optimizer", "activations")
+
+
+def _row(e, budget: int | None) -> dict:
+    from bench.run.memory import fits, format_bytes
+
+    row = {"backbone": e.backbone, "method": e.label, "batch": e.batch_size,
+           "length": e.max_length, "precision": e.precision}  # fmt: skip
+    row |= {part: format_bytes(getattr(e, part)) for part in (*PARTS_SHOWN, "peak")}
+    if budget is not None:
+        row["fits"] = "yes" if fits(e, budget) is None else "NO"
+    return row
