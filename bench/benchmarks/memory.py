@@ -180,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     columns = ["backbone", "method", "batch", "measured MiB", "estimate MiB", "ratio", "within 10%"]
     print_table(rows, columns)
     off = [r for r in rows if r["within 10%"] == "NO" or r["within 10%"].startswith("ERROR")]
+    measured = [r for r in rows if "ratio" in r]
+    refused = sum(r["within 10%"].startswith("refused") for r in rows)
     print(
-        f"\n{len(rows) - len(off)} of {len(rows)} within 10% ({time.perf_counter() - start:.0f} s)"
+        f"\n{sum(r['within 10%'] == 'yes' for r in measured)} of {len(measured)} measured "
+        f"within 10%; {refused} refused (the method cannot run on the backbone), "
+        f"{len(rows) - len(measured) - refused} errors ({time.perf_counter() - start:.0f} s)"
     )
     return 1 if off else 0
 
