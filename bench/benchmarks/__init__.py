@@ -4,6 +4,8 @@
   hand-written PyTorch loop, and ``lora`` / ``finetune`` against PEFT + the HF ``Trainer``.
 - ``python -m bench.benchmarks.answer_scoring``: the LM head read at the answer position for
   the label words only, against full-vocabulary logits at every position.
+- ``python -m bench.benchmarks.memory [--device cuda]``: the predicted peak memory of a
+  training step (``bench.run.memory``) against the measured one, per method (not timed).
 
 Both interleave their contenders round by round after a warm-up round and report medians, so
 load from other processes on a shared machine falls on every contender alike.

@@ -2,7 +2,8 @@
 
 Holds: ``app`` (the command registry, ``main``, tasks/backbones/splits commands),
 ``commands`` (run, params, show, methods), ``sweep_commands`` (sweep, reproduce),
-``report_commands`` (report), ``data_commands`` (data fetch, data verify).
+``report_commands`` (report), ``data_commands`` (data fetch, data verify),
+``memory_commands`` (memory).
 May import: every layer.
 """
 

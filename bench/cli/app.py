@@ -212,6 +212,7 @@ def _load_command_modules() -> None:
         "bench.cli.sweep_commands",
         "bench.cli.report_commands",
         "bench.cli.data_commands",
+        "bench.cli.memory_commands",
     ):
         try:
             importlib.import_module(mod)

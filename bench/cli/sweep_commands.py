@@ -41,6 +41,11 @@ def _options(p: argparse.ArgumentParser, default_profile: str | None = None) -> 
         "--retry-failed", action="store_true", help="delete failed cells' records and rerun them"
     )
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument(
+        "--device-memory",
+        help="with --dry-run: the device's memory (e.g. 24GiB; default: the CUDA device's, if "
+        "any); cells whose predicted peak does not fit are refused",
+    )
     p.add_argument("--threads", type=int, help="torch threads per worker (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (lines only)")
     p.add_argument("--data-dir", help="data root (default: $TUNEBENCH_DATA, else ./data/original)")
@@ -60,7 +65,7 @@ def _options(p: argparse.ArgumentParser, default_profile: str | None = None) -> 
 def cmd_sweep(args) -> int:
     profile, cells, notes, root = _plan(args)
     if args.dry_run:
-        return _dry_run(profile, cells, notes, args.results, root)
+        return _dry_run(profile, cells, notes, args.results, root, args)
     return _sweep(args, profile, cells, root)
 
 
@@ -96,7 +101,7 @@ def cmd_reproduce(args) -> int:
     rerun = argparse.Namespace(**{**vars(args), "results": out})
     if args.dry_run:
         print(f"re-run into {out}, then compare with {reference}")
-        return _dry_run(profile, cells, notes, out, root)
+        return _dry_run(profile, cells, notes, out, root, args)
     print(f"reproduce {profile.name}: re-running {len(cells)} cells into {out}")
     _sweep(rerun, profile, cells, root)
     paths = make_report(out)
@@ -177,11 +182,14 @@ def _only(cells: list, args) -> list:
 # --- dry run ---------------------------------------------------------------------------------
 
 
-def _dry_run(profile, cells, notes, results: Path, root: Path) -> int:
+def _dry_run(profile, cells, notes, results: Path, root: Path, args) -> int:
+    from bench.run.memory import fits, format_bytes
     from bench.sweep.driver import STATES, estimate, state
     from bench.sweep.profile import missing_data
 
-    counts, left, unknown = defaultdict(int), 0.0, 0
+    device, budget = _memory_target(args)
+    peaks = _peaks(cells, device)
+    counts, left, unknown, too_big = defaultdict(int), 0.0, 0, []
     for cell in cells:
         st, detail = state(cell, results)
         counts[st] += 1
@@ -190,7 +198,12 @@ def _dry_run(profile, cells, notes, results: Path, root: Path) -> int:
             left += est or 0.0
             unknown += est is None
         shown = f"~{_duration(est)}" if est is not None and st == "to do" else ""
-        print(f"{st:<8} {cell.name:<60} {shown:>9}  {detail}".rstrip())
+        peak = peaks[cell.name]
+        if budget is not None and st == "to do" and fits(peak, budget):
+            too_big.append(fits(peak, budget))
+            detail = "does not fit: " + detail if detail else "does not fit"
+        line = f"{st:<8} {cell.name:<60} {shown:>9}  {format_bytes(peak.peak):>10}  {detail}"
+        print(line.rstrip())
     for note in notes:
         print(f"skipped  {note}")
     print(
@@ -205,10 +218,57 @@ def _dry_run(profile, cells, notes, results: Path, root: Path) -> int:
     elif counts["to do"]:
         more = f", plus {unknown} cells without an estimate" if unknown else ""
         print(f"estimated time for the cells to do: {_duration(left)}{more}")
+    on = f"of {format_bytes(budget)}" if budget is not None else "(no device memory to check)"
+    print(
+        f"predicted peak memory per cell ({device}, {on}): `tunebench memory` for the cell's "
+        "largest batch at its max length and precision"
+    )
     missing = missing_data(profile, root)
     if missing:
         print("missing data (a sweep would refuse to start): " + ", ".join(missing))
+    if too_big:
+        raise TunebenchError(
+            f"{len(too_big)} cells to do cannot fit in the device's memory; first: {too_big[0]}"
+        )
     return 0
+
+
+def _memory_target(args) -> tuple[str, int | None]:
+    """The device the cells would run on, and its memory (given, or the CUDA device's)."""
+    import torch
+
+    from bench.run.memory import parse_size
+
+    given = getattr(args, "device_memory", None)
+    cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
+    if given:
+        return "cuda" if cuda or args.device is None else "cpu", parse_size(given)
+    if cuda and torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_properties(0).total_memory
+    return ("cuda" if cuda else "cpu"), None
+
+
+def _peaks(cells, device: str) -> dict:
+    """The predicted peak of each cell at the largest batch it may train with (the grid's,
+    or the fixed or default batch size), at its max length and precision (the run's setting
+    where there is one, else fp32); once per backbone, method, settings, length and batch."""
+    from bench.run.memory import estimate
+    from methods import get_method
+    from tasks import get_task
+
+    out, cache = {}, {}
+    for cell in cells:
+        method, task = get_method(cell.method), get_task(cell.task)
+        hp = method.hyperparameters(cell.settings)
+        grid = cell.search.grid.get("batch_size", []) if cell.search.mode == "grid" else []
+        grid = grid if method.trains else []  # untrained methods run at their batch size
+        batch = max([int(b) for b in grid] + [int(hp["batch_size"])])
+        key = (cell.backbone, cell.method, repr(sorted(hp.items())), task.max_length, batch)
+        if key not in cache:
+            cache[key] = estimate(cell.backbone, method, task, cell.settings, batch_size=batch,
+                                  device=device)  # fmt: skip
+        out[cell.name] = cache[key]
+    return out
 
 
 def _duration(seconds: float) -> str:

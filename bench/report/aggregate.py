@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import TunebenchError
+from bench.report import predicted
 
 PROTOCOL = "tunebench.aggregate/1"
 DEFAULT_DDOF = 0  # LM-BFF reports the population standard deviation over its 5 splits
@@ -354,6 +355,7 @@ class Row:
             "pct": med(r["params"].get("trainable_pct_of_backbone") for r in recs),
             "backbone_total": med(r["params"].get("backbone_total") for r in recs),
             "peak_bytes": med(r["memory"].get("peak_bytes") for r in recs),
+            "predicted": predicted.lookup(self.backbone, self.method_label),  # GPU, not measured
             "train_s": med((r.get("time") or {}).get("train_s") for r in recs),
             "search_s": med(_search_seconds(r) for r in recs),
             "devices": sorted({str(r["memory"].get("device")) for r in recs}),

@@ -113,6 +113,16 @@ def mib(b: float | None) -> str:
     return DASH if b is None else f"{b / 2**20:.1f} MiB"
 
 
+def predicted(p: dict | None) -> str:
+    """Predicted peak GPU memory, fp32 / bf16 (``bench.report.predicted``)."""
+    if p is None:
+        return DASH
+    return (
+        " / ".join(DASH if p[k] is None else f"{p[k] / 2**30:.2f}" for k in ("fp32", "bf16"))
+        + " GiB"
+    )
+
+
 def seconds(s: float | None) -> str:
     return DASH if s is None else (f"{s:.0f} s" if s >= 100 else f"{s:.1f} s")
 

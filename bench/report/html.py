@@ -73,7 +73,8 @@ def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str]) -> str
             f'<span class="mark">{escape(row.average_marker)}</span>' if row.average_marker else ""
         )
         tds.append(f'<td class="{cls}" data-value="{avg}">{fmt.score(row.average)}{mark}</td>')
-    numbers = [eff["trainable"], eff["pct"], eff["peak_bytes"], eff["train_s"]]
+    guess = (eff["predicted"] or {}).get("fp32")  # the predicted column sorts by fp32
+    numbers = [eff["trainable"], eff["pct"], eff["peak_bytes"], guess, eff["train_s"]]
     for value, shown in zip(numbers, text.efficiency_cells(eff)):
         tds.append(f'<td data-value="{"" if value is None else value}">{escape(shown)}</td>')
     tds.append(f'<td class="text">{escape(fmt.trials(eff["trials"]))}</td>')
@@ -185,7 +186,7 @@ def _published(sources: list[Source], found: list[Match]) -> list[str]:
 
 def page(agg: Aggregate, figures, sources: list[Source], found: list[Match]) -> str:
     n_ok = sum(r.ok for r in agg.records)
-    notes = text.memory_notes(agg) + agg.notes
+    notes = text.memory_notes(agg) + text.predicted_notes(agg) + agg.notes
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

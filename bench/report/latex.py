@@ -4,7 +4,7 @@ efficiency table. Each file is a ``table`` float to ``\\input``; it needs ``book
 
 from __future__ import annotations
 
-from bench.report import fmt
+from bench.report import fmt, predicted
 from bench.report.aggregate import PROTOCOL, Table
 
 MAX_COLUMNS = 8  # per block, as LM-BFF's Table 3 (two blocks of eight tasks)
@@ -150,21 +150,23 @@ def efficiency_table(table: Table) -> str:
         "Trainable params",
         r"\% of backbone",
         "Peak memory",
+        "Predicted peak (GPU)",
         "Train time",
         "Trials/seed",
     ]
-    lines = _head("Efficiency") + [r"\begin{tabular}{lrrrrr}", r"\toprule"]
+    lines = _head("Efficiency") + [r"\begin{tabular}{lrrrrrr}", r"\toprule"]
     lines.append(" & ".join(rf"\textbf{{{h}}}" for h in headers) + r" \\")
     devices = set()
     for family, rows in _family_groups(table):
         lines += [
             r"\midrule",
-            rf"\multicolumn{{6}}{{l}}{{\emph{{{escape(fmt.family_name(family))}}}}} \\",
+            rf"\multicolumn{{7}}{{l}}{{\emph{{{escape(fmt.family_name(family))}}}}} \\",
         ]
         for row in rows:
             eff = row.efficiency()
             devices.update(eff["devices"])
             cells = [fmt.params(eff["trainable"]), fmt.pct(eff["pct"]), fmt.mib(eff["peak_bytes"])]
+            cells += [fmt.predicted(eff["predicted"])]
             cells += [fmt.seconds(eff["train_s"]), fmt.trials(eff["trials"])]
             lines.append(" & ".join(escape(x) for x in [row.method_label, *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -173,7 +175,8 @@ def efficiency_table(table: Table) -> str:
         "method's finished runs (all tasks and seeds): trainable parameters (unique tensors "
         "with requires_grad, heads included) and their share of the backbone's, peak memory of "
         f"one training step (inference batch for untrained methods) measured on "
-        f"{', '.join(sorted(devices)) or 'n/a'}, train time of the chosen configuration."
+        f"{', '.join(sorted(devices)) or 'n/a'}, train time of the chosen configuration. "
+        + predicted.note()
     )
     lines += [rf"\caption{{{_caption(caption)}}}"]
     lines += [rf"\label{{tab:tunebench-efficiency-{fmt.table_slug(table)}}}", r"\end{table}"]

@@ -20,7 +20,7 @@ import csv
 import io
 import re
 
-from bench.report import fmt
+from bench.report import fmt, predicted
 from bench.report.aggregate import Aggregate, Column, Table, column_key
 from bench.report.published import Match, Source
 
@@ -56,6 +56,7 @@ EFFICIENCY_HEADERS = [
     "Trainable params",
     "% of backbone",
     "Peak memory",
+    "Predicted peak (GPU, fp32 / bf16)",
     "Train time",
     "Trials/seed",
 ]
@@ -66,6 +67,7 @@ def efficiency_cells(eff: dict) -> list[str]:
         fmt.params(eff["trainable"]),
         fmt.pct(eff["pct"]),
         fmt.mib(eff["peak_bytes"]),
+        fmt.predicted(eff["predicted"]),
         fmt.seconds(eff["train_s"]),
         fmt.trials(eff["trials"]),
     ]
@@ -199,8 +201,15 @@ def markdown(agg: Aggregate, figures: dict[str, list[tuple[str, str]]], sources,
     lines += _md_published(sources, found)
     lines += ["## Notes", ""]
     lines += [f"- {md_line(note)}" for note in memory_notes(agg)]
+    lines += [f"- {md_line(note)}" for note in predicted_notes(agg)]
     lines += [f"- {md_line(note)}" for note in agg.notes]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def predicted_notes(agg: Aggregate) -> list[str]:
+    """The predicted-memory note, when some row of the report has a prediction."""
+    rows = (row for table in agg.tables for row in table.rows)
+    return [predicted.note()] if any(row.efficiency()["predicted"] for row in rows) else []
 
 
 def memory_notes(agg: Aggregate) -> list[str]:
