@@ -29,9 +29,10 @@ import sys
 import time
 
 import torch
+from transformers import AutoConfig
 
-from bench.backbones.cache import fresh_backbone
-from bench.backbones.catalog import availability
+from bench.backbones.cache import fresh_backbone, pristine_backbone
+from bench.backbones.catalog import MODEL_CLASSES, Backbone, availability, get_spec
 from bench.benchmarks import machine_line, print_table
 from bench.core.errors import BackboneError
 from bench.engine import data
@@ -72,10 +73,32 @@ class _Shapes:
         self.calls.append({k: v.detach().cpu() for k, v in args[0].items()})
 
 
-def measure(method, backbone_name: str, task, overrides: dict, device) -> tuple[dict, dict]:
+TOKENIZER_OF = {"roberta": "tiny-roberta", "bert": "tiny-bert", "gpt2": "tiny-llama"}
+
+
+def random_backbone(name: str, device) -> Backbone:
+    """``name`` built from its shipped config with random weights (no hub), with the tiny
+    backbone's tokenizer of the same family."""
+    spec = get_spec(name)
+    if spec.config is None or spec.config.get("model_type") not in TOKENIZER_OF:
+        raise BackboneError(f"{name}: --random-init needs a shipped config of {set(TOKENIZER_OF)}")
+    config = dict(spec.config)
+    family = config["model_type"]
+    torch.manual_seed(SEED)
+    model = MODEL_CLASSES[spec.kind].from_config(
+        AutoConfig.for_model(config.pop("model_type"), **config)
+    )
+    tokenizer = pristine_backbone(TOKENIZER_OF[family]).tokenizer
+    return Backbone(spec, model.float().to(device).eval(), tokenizer)
+
+
+def measure(
+    method, backbone_name: str, task, overrides: dict, device, random_init: bool = False
+) -> tuple[dict, dict]:
     """(the measured memory dict, the batch of the measured step)."""
     hp = method.hyperparameters(overrides)
-    backbone = fresh_backbone(backbone_name, device)
+    make = random_backbone if random_init else fresh_backbone
+    backbone = make(backbone_name, device)
     method.check(backbone, hp)
     torch.manual_seed(SEED)
     model = method.build(backbone, task, hp).to(device)
@@ -105,7 +128,7 @@ def compare(backbone_name: str, method, task, args, device, workspace: int | Non
     }
     row = {"backbone": backbone_name, "method": method.name}
     try:
-        measured, batch = measure(method, backbone_name, task, overrides, device)
+        measured, batch = measure(method, backbone_name, task, overrides, device, args.random_init)
     except BackboneError as e:  # bitfit without biases, an LM-head method on an encoder, ...
         return {**row, "within 10%": "refused: " + str(e).split(": ", 1)[-1][:60]}
     except Exception as e:  # noqa: BLE001 - one broken row must not cost the others
@@ -163,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", action="append", help="default: every registered method")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--max-length", type=int, default=64)
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="paper backbones from their shipped configs with random weights (no hub)",
+    )
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device here; run it on a machine with a GPU", file=sys.stderr)
@@ -176,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows, start = [], time.perf_counter()
     for backbone_name in args.backbone or BACKBONES:
-        status = availability(backbone_name)
+        status = "available" if args.random_init else availability(backbone_name)
         if status != "available":  # e.g. a PyPI package missing on this machine
             rows.append({"backbone": backbone_name, "within 10%": f"unavailable: {status}"})
             print(rows[-1], file=sys.stderr, flush=True)
