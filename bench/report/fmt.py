@@ -147,7 +147,7 @@ def protocol_lines(agg: Aggregate) -> list[str]:
         "Average: unweighted mean over a table's columns, given only when every column has a "
         "mean. Bold: the best mean per column as displayed (ties: all). Trainable parameters, "
         "peak memory and train time: medians over a row's finished runs.",
-        "Settings (sweep profile and K) are never mixed: each has its own tables.",
+        "Settings (sweep profile, K and precision) are never mixed: each has its own tables.",
     ]
 
 
@@ -156,4 +156,6 @@ def slug(*parts: object) -> str:
 
 
 def table_slug(table: Table) -> str:
-    return slug(table.setting.profile, f"k{table.setting.k}", table.backbone)
+    s = table.setting
+    fp = [] if s.precision == "fp32" else [s.precision]  # fp32 tables keep their old names
+    return slug(s.profile, f"k{s.k}", *fp, table.backbone)
