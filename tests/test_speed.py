@@ -271,3 +271,18 @@ def test_two_worker_processes_compute_an_entry_once(cache_dir):
     assert sorted(r["disk_hits"] for r in results) == [0, 1]  # one computed, one loaded
     assert results[0]["logits"] == results[1]["logits"]
     assert len(list(cache_dir.rglob("*.safetensors"))) == 1
+
+
+def test_a_profile_may_fix_the_precision(tmp_path):
+    from bench.sweep.profile import load, plan
+
+    path = tmp_path / "fixed.toml"
+    path.write_text(
+        'backbones = ["tiny-roberta"]\ntasks = ["RTE"]\nk = [4]\nseeds = [13]\n'
+        '[search]\ntrials = 1\n[settings]\nprecision = "fp32"\n'
+        '[[methods]]\nmethod = "zero-shot"\n[[methods]]\nmethod = "lora"\n'
+        'settings = { precision = "bf16" }\n'
+    )
+    cells, _ = plan(load(str(path)), None)
+    got = {c.method: get_method(c.method).hyperparameters(c.settings)["precision"] for c in cells}
+    assert got == {"zero-shot": "fp32", "lora": "bf16"}
