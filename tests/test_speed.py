@@ -286,3 +286,28 @@ def test_a_profile_may_fix_the_precision(tmp_path):
     cells, _ = plan(load(str(path)), None)
     got = {c.method: get_method(c.method).hyperparameters(c.settings)["precision"] for c in cells}
     assert got == {"zero-shot": "fp32", "lora": "bf16"}
+
+
+def test_fp16_training_goes_through_a_gradient_scaler(monkeypatch):
+    """resolve() lends fp16 to CUDA only; the loop's scaler path is exercised here on the CPU
+    (torch's CPU autocast runs fp16 too): every step is scaled, the weights stay fp32."""
+    from bench.engine.train import Hyper, train
+
+    updates = []
+
+    class Counting(torch.amp.GradScaler):
+        def update(self, *args, **kwargs):
+            updates.append(self.get_scale())
+            return super().update(*args, **kwargs)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", Counting)
+    method = get_method("finetune")
+    hp = method.hyperparameters({"steps": 4, "eval_every": 4, "batch_size": 4, "lr": 1e-3})
+    model = method.build(fresh_backbone("tiny-roberta", CPU), SST2, hp)
+    model.precision = "fp16"
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = train(model, SST2, ROWS[:8], ROWS[8:16], Hyper.from_dict(hp), SEED)
+    assert len(updates) == 4 and all(s > 1 for s in updates)  # scaled, every step
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert moved and torch.isfinite(torch.tensor(result.history[-1]["train_loss"]))
