@@ -28,6 +28,7 @@ from bench.backbones.catalog import Backbone
 from bench.core import validate
 from bench.core.errors import BackboneError, TunebenchError, unknown
 from bench.engine.model import ClassifierHead, TaskModel
+from bench.engine.precision import CHOICES as PRECISIONS
 from bench.engine.prompts import Encoder, renderer, task_prompt  # noqa: F401 (the methods' API)
 from bench.engine.train import Hyper
 from methods.verbalizers.registry import VERBALIZERS, get_verbalizer
@@ -35,8 +36,9 @@ from tasks import Prompt, Task
 
 FAMILIES = ("full", "partial", "prompt")
 
-# Hyperparameters every method has (the training loop's), with CPU-sized defaults; paper
-# protocols (LM-BFF: 1,000 steps, eval every 100) are set by sweep profiles.
+# Hyperparameters every method has (the training loop's, ``precision`` included), with
+# CPU-sized defaults; paper protocols (LM-BFF: 1,000 steps, eval every 100) are set by sweep
+# profiles.
 COMMON: dict = {
     **{k: f.default for k, f in Hyper.__dataclass_fields__.items()},
     "prompt": "auto",  # a named prompt variant of the task; auto = "causal" on a causal LM if any
@@ -88,6 +90,11 @@ class Method:
                     f"{source} {key}={hp[key]!r} is not allowed for method {self.name}; "
                     f"choose one of {list(allowed)}"
                 )
+        if hp["precision"] not in PRECISIONS:
+            raise TunebenchError(
+                f"method {self.name}: precision={hp['precision']!r} is not allowed; choose one "
+                f"of {list(PRECISIONS)} (auto: bf16 where the hardware has it, else fp32)"
+            )
         if "verbalizer" in hp:
             get_verbalizer(hp["verbalizer"])  # unknown -> the list of choices
         return hp

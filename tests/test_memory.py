@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,7 +166,14 @@ def test_dry_run_prints_predicted_peaks_and_refuses_what_cannot_fit(tmp_path, da
     assert "does not fit" in captured.out
     assert "4 cells to do cannot fit" in captured.err
     assert "predicted peak" in captured.err and "MiB > 0.1 MiB of device memory" in captured.err
-    assert "grad_accum=2" in captured.err and "precision=bf16" in captured.err
+    assert "grad_accum=2" in captured.err
+    # the smoke cells' precision is auto: bf16 autocast on CUDA already, so bf16 is no fix there
+    assert ", bf16: predicted peak" in captured.err and "precision=bf16" not in captured.err
+    smoke = (Path(__file__).parents[1] / "bench" / "sweep" / "profiles" / "smoke.toml").read_text()
+    fixed = tmp_path / "smoke-fp32.toml"  # the same cells with the precision fixed to fp32
+    fixed.write_text(smoke.replace("[settings]", '[settings]\nprecision = "fp32"', 1))
+    fp32 = [*args[:1], str(fixed), *args[2:], "--device-memory", "64KiB"]
+    assert main(fp32) == 2 and "bf16 autocast (precision=bf16)" in capsys.readouterr().err
 
 
 def test_report_shows_the_predicted_column_for_paper_backbones(tmp_path):

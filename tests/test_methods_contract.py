@@ -29,7 +29,7 @@ import torch
 from bench.backbones.cache import fresh_backbone
 from bench.cli.app import main as cli
 from bench.core.errors import BackboneError, TunebenchError, UnknownNameError
-from bench.engine import data
+from bench.engine import data, precision
 from bench.engine.measure import count, parameter_report
 from bench.engine.train import Hyper, evaluate, train
 from bench.run.params import count_method_params, meta_backbone
@@ -648,3 +648,61 @@ def test_verbalizer_formula_holds_at_paper_scale(name, variant, verbalizer, back
 def test_kpt_cannot_be_counted_without_its_search():
     with pytest.raises(TunebenchError, match="kpt needs its word lists.*search"):
         count_method_params("smollm2-135m", get_method("zero-shot"), SST2, {"verbalizer": "kpt"})
+
+
+# --- in bf16 (autocast over the trunk, fp32 master weights) ----------------------------
+
+
+def _first_runnable(name: str) -> str:
+    return next(b for b in TINY if b not in contract(name).refused_on)
+
+
+BF16_CELLS = [
+    pytest.param(name, v, _first_runnable(name), id=f"{_id(name, v)}-bf16")
+    for name, method in REGISTRY.items()
+    for v in variants(method)
+] + [
+    pytest.param(name, v, "tiny-llama", id=f"{_id(name, v)}-bf16")
+    for name, v in VERBALIZER_VARIANTS
+]
+
+
+@pytest.mark.parametrize("name, variant, backbone", BF16_CELLS)
+def test_in_bf16_training_lowers_the_loss_counts_and_frozen_weights_unchanged(
+    name, variant, backbone
+):
+    """The contract again with precision=bf16, one backbone per method (the cheapest that
+    serves it): same trainable count, loss goes down, frozen weights bitwise unchanged, and
+    the weights stay fp32 (autocast computes in bf16, the master weights do not change type)."""
+    method = get_method(name)
+    with precision.using("bf16"):
+        model, b, hp = build(name, variant, backbone)
+        assert model.precision == "bf16"
+        expected = expected_params(name, Arch.of(b.model.config, b.kind, SST2), hp)
+        assert count(model.parameters()) == expected
+        if not method.trains:
+            scores = evaluate(model, SST2, DEV_SPLIT, TRAIN_SPLIT, SEED).logits
+            assert scores.dtype == "float32" and (scores == scores).all()
+            return
+        r = run(name, variant, backbone)
+    ratio = max(contract(name).loss_ratio, VERBALIZER_LOSS_RATIO.get(variant.get("verbalizer"), 0))
+    assert r.loss_after < ratio * r.loss_before, (
+        f"{name} on {backbone} in bf16: train loss {r.loss_before:.4f} -> {r.loss_after:.4f}"
+    )
+    moved = {n for n in r.before if not torch.equal(r.before[n], r.after[n])}
+    assert not sorted(moved - r.trainable), "frozen parameters changed in bf16"
+    assert all(t.dtype == torch.float32 for t in r.after.values() if t.is_floating_point())
+
+
+def test_bf16_autocast_changes_the_trunk_arithmetic_not_the_head():
+    """bf16 features differ from fp32 ones (autocast really applies) by a bf16-sized error,
+    and come back as fp32 for the head."""
+    model, _, _ = build("zero-shot", {}, "tiny-llama")
+    items = data.encode_eval(model, DEV_SPLIT, TRAIN_SPLIT, SEED)
+    batch = data.collate(items, DEV_SPLIT, model.pad_id)
+    with torch.no_grad():
+        fp32 = model.features(batch)
+        model.precision = "bf16"
+        bf16 = model.features(batch)
+    assert bf16.dtype == torch.float32 and not torch.equal(fp32, bf16)
+    assert torch.allclose(fp32, bf16, atol=0.1 * fp32.abs().max().item())

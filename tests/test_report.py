@@ -181,7 +181,7 @@ def test_settings_are_never_mixed(tmp_path):
         for t in agg.tables
     ]
     assert got == [("cpu", 8, 0.4), ("cpu", 16, 0.8), ("gpu", 16, 0.6), ("runs", 16, 0.5)]
-    assert agg.tables[-1].setting.label == "single runs (no search), K=16"
+    assert agg.tables[-1].setting.label == "single runs (no search), K=16, fp32"
 
 
 def test_choice_disagreement_is_noted(tmp_path):
@@ -458,7 +458,7 @@ def test_published_match_states_the_difference_and_protocol(tmp_path):
     make_report(tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert (
-        "| lmbff-table3 | Prompt-based zero-shot | profile test, K=16 | roberta-large | SST-2 (acc) | 83.6 | 80.0 (0.0) | -3.6 | yes | yes |"
+        "| lmbff-table3 | Prompt-based zero-shot | profile test, K=16, fp32 | roberta-large | SST-2 (acc) | 83.6 | 80.0 (0.0) | -3.6 | yes | yes |"
         in md
     )
 

@@ -442,6 +442,13 @@ def test_smoke_profile_end_to_end(tmp_path, data_root):
         assert all(t["state"] in ("COMPLETE", "PRUNED", "FAIL") for t in rec["trials"])
         assert len(rec["trials"]) == rec["search"]["n_trials"]
     assert not [p for p in results.rglob("*") if p.suffix in (".claim", ".tmp")]
+    for data in written.values():  # the setting's precision and the cell's work, in every record
+        rec = json.loads(data)
+        assert rec["config"]["precision"] in ("fp32", "bf16")
+        cell, chosen = rec["compute"]["cell"]["flops"], rec["compute"]["total"]["flops"]
+        assert cell >= chosen >= 0  # 0: a frozen trunk that found everything cached
+        assert chosen > 0 or rec["params"]["trainable"] < rec["params"]["backbone_total"]
+    assert list((results / "cache" / "features").rglob("*.safetensors"))
 
 
 @pytest.mark.slow
@@ -469,6 +476,13 @@ def test_a_killed_sweep_resumes_without_redoing_or_losing_cells(tmp_path, data_r
     rerun = lines_by_cell(second.stdout)
     assert sorted(f"small/{c}.json" for c in rerun) == sorted(set(after) - set(before))
     assert not [p for p in results.rglob("*") if p.suffix in (".claim", ".tmp")]
+    for data in after.values():  # the setting's precision and the cell's work, in every record
+        rec = json.loads(data)
+        assert rec["config"]["precision"] in ("fp32", "bf16")
+        cell, chosen = rec["compute"]["cell"]["flops"], rec["compute"]["total"]["flops"]
+        assert cell >= chosen >= 0  # 0: a frozen trunk that found everything cached
+        assert chosen > 0 or rec["params"]["trainable"] < rec["params"]["backbone_total"]
+    assert list((results / "cache" / "features").rglob("*.safetensors"))
 
 
 @pytest.mark.slow
@@ -491,6 +505,12 @@ def test_two_workers_on_one_journal_file_split_the_cells(tmp_path, data_root):
     ops = [json.loads(line) for line in (results / "small" / "optuna.journal").open()]
     created = Counter(op["study_name"] for op in ops if op["op_code"] == 0)
     assert created == Counter({c.study_name: 1 for c in cells})
+    # a frozen trunk's test pass ran once for both workers (the shared feature cache): one
+    # record per method computed it, the others read it
+    for method in ("zero-shot", "head-only"):
+        recs = [json.loads(p.read_text()) for p in results.rglob(f"{method}/*.json")]
+        computed = [r for r in recs if r["compute"]["test"]["test"]["tokens"] > 0]
+        assert len(recs) == 5 and len(computed) == 1, method
 
 
 def test_records_call_the_code_dirty_but_not_the_results_a_sweep_writes(tmp_path):

@@ -6,9 +6,13 @@
   the label words only, against full-vocabulary logits at every position.
 - ``python -m bench.benchmarks.memory [--device cuda]``: the predicted peak memory of a
   training step (``bench.run.memory``) against the measured one, per method (not timed).
+- ``python -m bench.benchmarks.precision``: fp32 against the ``auto`` precision (test pass,
+  training step, accuracy on the same sentences).
+- ``python -m bench.benchmarks.utilization``: this machine's GEMM peak, and a results folder's
+  achieved FLOP/s as a share of it (per method and overall).
 
-Both interleave their contenders round by round after a warm-up round and report medians, so
-load from other processes on a shared machine falls on every contender alike.
+The timing ones interleave their contenders round by round after a warm-up round and report
+medians, so load from other processes on a shared machine falls on every contender alike.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.backbones.catalog import Backbone
+from bench.engine import compute, precision
 from bench.engine.prompts import Encoder
 
 
@@ -122,6 +123,15 @@ class TaskModel(nn.Module):
         tok = backbone.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         backbone.model.config.use_cache = False
+        self.precision = precision.current()  # resolved: fp32 | bf16 | fp16 (the runner sets it)
+        self._flop_parameters: int | None = None
+
+    @property
+    def flop_parameters(self) -> int:
+        """N of the FLOP estimate (``bench.engine.compute``): the body's matmul parameters."""
+        if self._flop_parameters is None:
+            self._flop_parameters = compute.matmul_parameters(self.body)
+        return self._flop_parameters
 
     def trunk_parameters(self):
         """Everything before the head: if none of it trains, its outputs can be cached."""
@@ -134,15 +144,21 @@ class TaskModel(nn.Module):
 
     def features(self, batch: dict) -> torch.Tensor:
         """The hidden state the head reads, (B, H); (B, M, H) where each sequence has M read
-        positions (``position`` (B, M): several answers, PTR's sub-prompts)."""
-        embeds = self.body.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
-        embeds, mask, extra, shift = self.adapter(embeds, batch["attention_mask"], batch)
-        hidden = self.body(inputs_embeds=embeds, attention_mask=mask, **extra).last_hidden_state
+        positions (``position`` (B, M): several answers, PTR's sub-prompts). The adapter and the
+        body run under the model's precision (autocast); what the head reads is fp32."""
+        with precision.autocast(self.precision, batch["input_ids"].device):
+            embeds = self.body.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
+            embeds, mask, extra, shift = self.adapter(embeds, batch["attention_mask"], batch)
+            hidden = self.body(inputs_embeds=embeds, attention_mask=mask, **extra).last_hidden_state
+        backward = torch.is_grad_enabled() and (
+            embeds.requires_grad or any(p.requires_grad for p in self.trunk_parameters())
+        )
+        compute.account(self, batch["attention_mask"], shift, backward)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         position = batch["position"] + shift  # (B,) or (B, M)
         if position.dim() == 2:
             rows = rows[:, None]
-        return hidden[rows, position]
+        return hidden[rows, position].float()  # fp32 whatever the autocast
 
     def forward(self, batch: dict) -> torch.Tensor:  # class scores, (B, C)
         batch = self.on_device(batch)

@@ -8,7 +8,6 @@ only the head trains on its outputs.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import torch
 
 from bench.core.errors import TunebenchError
 from bench.core.metrics import compute
+from bench.engine import compute as accounting
 from bench.engine import data
 from bench.engine.measure import peak_memory, unique_parameters
 from tasks import Example, Task
@@ -39,6 +39,7 @@ class Hyper:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     eval_batch_size: int = 32
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bench.engine.precision)
 
     @classmethod
     def from_dict(cls, hp: dict) -> Hyper:
@@ -54,21 +55,11 @@ class Evaluation:
     logits: np.ndarray = field(repr=False)
 
 
-def _trunk_key(model) -> tuple:
-    """What a frozen trunk's features depend on: the backbone, and the adapter by content (a
-    freed prompt's memory can be reused by another, so a data pointer would not do)."""
-    digest = hashlib.sha256()
-    for name, value in sorted(model.adapter.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return (model.backbone_name, type(model.adapter).__name__, digest.hexdigest())
-
-
 def _features(model, items, examples, batch_size) -> torch.Tensor:
-    """Hidden states the head reads, for a frozen trunk: computed once, then cached."""
+    """Hidden states the head reads, for a frozen trunk: computed once per ``feature_key``
+    (in this process, and across processes when the cache has a directory), then reused."""
 
     def compute_all():
-        out = torch.empty(0)
         parts = {}
         with torch.no_grad():
             model.eval()
@@ -78,12 +69,11 @@ def _features(model, items, examples, batch_size) -> torch.Tensor:
                 data.eval_order([len(e.ids) for e in items], batch_size),
                 model.pad_id,
             ):
-                parts.update(zip(idx, model.features(batch)))
-        out = torch.stack([parts[i] for i in range(len(items))])
-        return out
+                parts.update(zip(idx, model.features(batch).cpu()))
+        return torch.stack([parts[i] for i in range(len(items))])
 
-    key = (_trunk_key(model), tuple(items))
-    return data.FEATURES.get(key, compute_all)
+    feats = data.FEATURES.get(data.feature_key(model, items), compute_all, rows=len(items))
+    return feats.to(model.body.get_input_embeddings().weight.device)
 
 
 def task_metrics(task: Task, probs: np.ndarray, examples: Sequence[Example]) -> dict:
@@ -181,6 +171,8 @@ def train(
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(hp))
     micro_batches = _micro_batches(model, train_ex, hp, seed, rng)
+    # fp16 needs its gradients scaled (bf16 and fp32 do not); the master weights stay fp32
+    scaler = torch.amp.GradScaler(device.type) if model.precision == "fp16" else None
 
     def one_step(step: int) -> tuple[float, int]:  # (mean loss, examples)
         losses, n = [], 0
@@ -190,11 +182,18 @@ def train(
             loss = model.loss(model(batch), batch)
             if not torch.isfinite(loss):
                 raise TrainingFailed(f"loss is {loss.item()} at step {step + 1}")
-            (loss / hp.grad_accum).backward()
+            scaled = loss / hp.grad_accum
+            (scaled if scaler is None else scaler.scale(scaled)).backward()
             losses.append(loss.item())
             n += len(idx)
+        if scaler is not None:
+            scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
-        opt.step()
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
         sched.step()
         opt.zero_grad(set_to_none=True)
         return sum(losses) / len(losses), n
@@ -205,19 +204,21 @@ def train(
     bar = _bar(hp.steps, progress)
     start = time.perf_counter()
     for step in range(hp.steps):
-        if step == 1:  # the second step, so optimizer state exists, under the memory probe
-            out = {}
-            memory = peak_memory(
-                lambda s=step, o=out: o.update(r=one_step(s)), [model], opt, device
-            )
-            loss_value, n = out["r"]
-        else:
-            loss_value, n = one_step(step)
+        with accounting.phase("train"):
+            if step == 1:  # the second step, so optimizer state exists, under the memory probe
+                out = {}
+                memory = peak_memory(
+                    lambda s=step, o=out: o.update(r=one_step(s)), [model], opt, device
+                )
+                loss_value, n = out["r"]
+            else:
+                loss_value, n = one_step(step)
         seen += n
         bar.update(1)
         done = step + 1
         if done % hp.eval_every == 0 or done == hp.steps:
-            ev = evaluate(model, task, dev_ex, train_ex, seed, hp.eval_batch_size)
+            with accounting.phase("dev"):
+                ev = evaluate(model, task, dev_ex, train_ex, seed, hp.eval_batch_size)
             key = (ev.metrics[primary], -ev.loss, -done)  # ties: lower dev loss, then earlier
             history.append(
                 {

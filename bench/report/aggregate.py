@@ -234,17 +234,19 @@ def summarize(scores: Sequence[float], ddof: int = DEFAULT_DDOF) -> Stats:
 
 @dataclass(frozen=True, order=True)
 class Setting:
-    """What makes numbers comparable at all: the sweep profile (protocol) and K."""
+    """What makes numbers comparable at all: the sweep profile (protocol), K, and the numeric
+    precision the runs computed in (records from before precision was recorded are fp32)."""
 
     profile: str
     k: int
+    precision: str = "fp32"
 
     @property
     def label(self) -> str:
         name = (
             "single runs (no search)" if self.profile == SINGLE_RUNS else f"profile {self.profile}"
         )
-        return f"{name}, K={self.k}"
+        return f"{name}, K={self.k}, {self.precision}"
 
 
 @dataclass(frozen=True)
@@ -389,7 +391,8 @@ class Aggregate:
 
 
 def setting_of(r: Record) -> Setting:
-    return Setting(str(r.data.get("profile") or SINGLE_RUNS), r.cell["k"])
+    precision = (r.data.get("config") or {}).get("precision") or "fp32"
+    return Setting(str(r.data.get("profile") or SINGLE_RUNS), r.cell["k"], precision)
 
 
 def group_key(r: Record) -> tuple:

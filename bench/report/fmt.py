@@ -173,7 +173,7 @@ def protocol_lines(agg: Aggregate) -> list[str]:
         "displayed (ties: all), among cells that have every expected seed; a cell with fewer "
         "(e.g. one seed) is shown, never bold. Trainable parameters, peak memory and train "
         "time: medians over a row's finished runs.",
-        "Settings (sweep profile and K) are never mixed: each has its own tables.",
+        "Settings (sweep profile, K and precision) are never mixed: each has its own tables.",
     ]
 
 
@@ -182,4 +182,6 @@ def slug(*parts: object) -> str:
 
 
 def table_slug(table: Table) -> str:
-    return slug(table.setting.profile, f"k{table.setting.k}", table.backbone)
+    s = table.setting
+    fp = [] if s.precision == "fp32" else [s.precision]  # fp32 tables keep their old names
+    return slug(s.profile, f"k{s.k}", *fp, table.backbone)

@@ -8,7 +8,8 @@ Schema ``tunebench.run/1`` (every key always present; values null where not appl
 - ``config``: hyperparameters (resolved: defaults + overrides), prompt (variant, template,
   label words: what the model read, a searched one included), verbalizer (the head's own
   description, e.g. the word lists of a multi-word verbalizer; null for one word per class),
-  max_length, split (fingerprint, sizes, short labels), data_root
+  max_length, precision (resolved: fp32 | bf16 | fp16; ``auto`` in hyperparameters becomes
+  what the device runs fast), split (fingerprint, sizes, short labels), data_root
 - ``found``: what a prompt or verbalizer search found before training (searched methods:
   template, words, candidates and their dev scores); null otherwise
 - ``dev``: the best dev state's metrics and ``best_step``; ``test``: {test-set name: metrics};
@@ -17,6 +18,13 @@ Schema ``tunebench.run/1`` (every key always present; values null where not appl
 - ``params``: trainable, method, head, backbone_total, trainable_pct_of_backbone
 - ``memory``: peak_bytes of one training step (inference batch for untrained methods), how
   (the measurement used), device
+- ``compute``: tokens through the trunk and estimated FLOPs (bench/engine/compute.py):
+  flop_parameters (N), how (the estimate), then {tokens, padded_tokens, flops} for the
+  chosen trial's search, train (steps, and a frozen trunk's feature pass), dev (every dev
+  evaluation), any other phase (memory: an untrained method's probe batch), test (per test
+  set), total (the trial with its test pass), and cell (everything the cell ran: every trial,
+  pruned and failed ones included, searches, test; what utilization is measured on). A pass
+  served from the feature cache counts nothing. Null if the cell failed before its test.
 - ``time``: prompt_search_s (a prompt or verbalizer search, once per cell), build_s,
   train_s, train_examples_per_s, eval_s, eval_examples_per_s, total_s; sweeps add search_s
   (all trials)
@@ -70,6 +78,7 @@ def new_record(cell: dict, device: str) -> dict:
         "history": [],
         "params": None,
         "memory": None,
+        "compute": None,
         "time": {},
         "trials": [],
         "search": None,

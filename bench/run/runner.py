@@ -15,7 +15,7 @@ import torch
 
 from bench.backbones.cache import default_device, fresh_backbone, pristine_backbone
 from bench.backbones.catalog import Backbone
-from bench.engine import data
+from bench.engine import compute, data, precision
 from bench.engine.measure import parameter_report, peak_memory
 from bench.engine.train import Hyper, evaluate, train
 from bench.run.record import new_record
@@ -53,6 +53,8 @@ class Trial:
     train_examples: int
     found: dict | None = None  # what a prompt or verbalizer search found (record: "found")
     prompt_search_s: float = 0.0
+    precision: str = "fp32"  # resolved (record: config.precision)
+    meter: compute.Meter | None = None  # tokens and FLOPs of this trial (and its test pass)
 
 
 def prepare(method: Method, backbone: Backbone, task: Task, split: Split, hp: dict):
@@ -93,15 +95,28 @@ def run_trial(
     report=None,
     progress=False,
 ) -> Trial:
+    """Search (once per cell), build, train if the method trains, evaluate on dev; every
+    model of the trial (its searches' included) runs in the resolved precision."""
+    resolved = precision.resolve(hp.get("precision", "auto"), device)
+    meter = compute.Meter()
+    with precision.using(resolved), compute.metering(meter):
+        trial = _trial(method, backbone_name, task, split, hp, device, report, progress)
+    trial.precision, trial.meter = resolved, meter
+    return trial
+
+
+def _trial(method, backbone_name, task, split, hp, device, report, progress) -> Trial:
     start = time.perf_counter()
     backbone = fresh_backbone(backbone_name, device)
     method.check(backbone, hp)
     torch.manual_seed(split.seed)  # searches, heads and adapters start from the cell's seed
-    found, search_s = prepare(method, backbone, task, split, hp)
+    with compute.phase("search"):
+        found, search_s = prepare(method, backbone, task, split, hp)
     if found is not None:
         hp = {**hp, "found": found}
     torch.manual_seed(split.seed)
     model = method.build(backbone, task, hp).to(device)
+    model.precision = precision.current()  # whatever the builder made
     build_s = time.perf_counter() - start - search_s
     h = Hyper.from_dict(hp)
     if method.trains:
@@ -121,8 +136,10 @@ def run_trial(
             found,
             search_s,
         )
-    dev = evaluate(model, task, split.dev, split.train, split.seed, h.eval_batch_size)
-    memory = _inference_memory(model, split, h, device)
+    with compute.phase("dev"):
+        dev = evaluate(model, task, split.dev, split.train, split.seed, h.eval_batch_size)
+    with compute.phase("memory"):
+        memory = _inference_memory(model, split, h, device)
     return Trial(model, hp, dev.metrics, None, [], memory, build_s, 0.0, 0, found, search_s)
 
 
@@ -148,8 +165,10 @@ def finish_record(
     model, h = trial.model, Hyper.from_dict(trial.hp)
     backbone = pristine_backbone(backbone_name)
     tests, eval_s, eval_n = {}, 0.0, 0
+    meter = trial.meter if trial.meter is not None else compute.Meter()
     for name, rows in split.test.items():
-        ev = evaluate(model, task, rows, split.train, split.seed, h.eval_batch_size)
+        with compute.metering(meter), compute.phase("test:" + name):
+            ev = evaluate(model, task, rows, split.train, split.seed, h.eval_batch_size)
         tests[name] = ev.metrics
         eval_s, eval_n = eval_s + ev.seconds, eval_n + ev.examples
     primary = task.metrics[0]
@@ -170,6 +189,7 @@ def finish_record(
                 "s2": prompt.s2,
             },
             "max_length": model.encoder.r.max_length,
+            "precision": trial.precision,
             "split": {
                 "fingerprint": split.fingerprint,
                 "short": split.short,
@@ -187,6 +207,7 @@ def finish_record(
         history=trial.history,
         params=parameter_report(model, backbone.num_parameters()),
         memory={**trial.memory, "device": str(device)},
+        compute=compute_report(model, meter, list(split.test)),
         time={
             "prompt_search_s": trial.prompt_search_s,
             "build_s": trial.build_s,
@@ -197,6 +218,19 @@ def finish_record(
         },
     )
     return record
+
+
+def compute_report(model, meter: compute.Meter, test_sets: list[str]) -> dict:
+    """Tokens and estimated FLOPs of the chosen trial, per phase, and of its test pass(es)."""
+    phases = {"search": {}, "train": {}, "dev": {}}
+    phases.update({k: {} for k in meter.phases if not k.startswith("test:")})
+    return {
+        "flop_parameters": model.flop_parameters,
+        "how": compute.HOW,
+        **{k: meter.get(k).as_dict() for k in phases},
+        "test": {name: meter.get("test:" + name).as_dict() for name in test_sets},
+        "total": meter.total().as_dict(),
+    }
 
 
 def run_cell(
@@ -227,5 +261,6 @@ def run_cell(
     )
     trial = run_trial(method, cell.backbone, task, split, hp, device, progress=progress)
     finish_record(record, trial, method, cell.backbone, task, split, device)
+    record["compute"]["cell"] = dict(record["compute"]["total"])  # one run: the cell is the trial
     record["time"]["total_s"] = time.perf_counter() - start
     return record

@@ -47,6 +47,10 @@ def default_storage(results: Path, profile: str) -> Path:
     return Path(results) / component(profile) / "optuna.journal"
 
 
+def feature_cache(results: Path) -> Path:
+    return Path(results) / "cache" / "features"
+
+
 def quiet() -> None:
     """One bar and one line per cell: no Optuna trial logs, no transformers warnings."""
     import optuna
@@ -109,7 +113,11 @@ def estimate(cell: SweepCell, results: Path) -> float | None:
 def sweep(cells: Iterable[SweepCell], ctx: Context) -> Iterator[tuple[SweepCell, dict | None]]:
     """Run every unfinished cell this worker can claim. Yields (cell, record) for each cell
     it ran, and (cell, None) for each it found finished by another worker. Cells held by other
-    live workers are looked at again after a pass that got anywhere, then left to them."""
+    live workers are looked at again after a pass that got anywhere, then left to them.
+    Frozen trunks' features go to ``<results>/cache/features``, shared by every worker."""
+    from bench.engine import data
+
+    data.FEATURES.use_directory(feature_cache(ctx.results))
     pending = list(cells)
     while pending:
         busy = []
@@ -148,12 +156,13 @@ def run_cell(cell: SweepCell, ctx: Context) -> dict:
     """Search the cell on its dev set, test the chosen trial's model, and return the record.
     Nothing here stops the sweep: a failure is the record's error."""
     from bench.core.metrics import METRICS
+    from bench.engine import compute, precision
     from bench.run.runner import finish_record, run_trial
     from methods import get_method
     from tasks import get_task
     from tasks.splits import sample_split
 
-    start = time.perf_counter()
+    start, done_before = time.perf_counter(), compute.TOTAL.total()
     task, method = get_task(cell.task), get_method(cell.method)
     record = new_record(
         {"backbone": cell.backbone, "task": task.name, "method": method.name,
@@ -165,6 +174,8 @@ def run_cell(cell: SweepCell, ctx: Context) -> dict:
     if cell.planned_seeds is not None:
         record["planned_seeds"] = list(cell.planned_seeds)
     try:
+        hp = method.hyperparameters(cell.settings)  # the precision, even if every trial fails:
+        record["config"] = {"precision": precision.resolve(hp["precision"], ctx.device)}
         split = sample_split(task, cell.k, cell.seed, ctx.data_root, partial=cell.partial)
         higher = METRICS[task.metrics[0]].higher_is_better
         study = search.new_study(cell.study_name, ctx.storage, cell.search, higher)
@@ -188,6 +199,8 @@ def run_cell(cell: SweepCell, ctx: Context) -> dict:
             raise journal.disk_error(e, f"at cell {cell.name}") from None
         record.update(status="failed", error=f"{type(e).__name__}: {e}")
     record["time"]["search_s"] = round(sum(t["seconds"] for t in record["trials"]), 3)
+    cell_compute = compute.TOTAL.total().minus(done_before).as_dict()  # every trial and test
+    record["compute"] = {**(record["compute"] or {}), "cell": cell_compute}
     record["time"]["total_s"] = round(time.perf_counter() - start, 3)
     return record
 
