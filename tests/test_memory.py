@@ -201,5 +201,5 @@ def test_shipped_predictions_are_the_estimators():
 
     shipped = predicted.lookup("roberta-base", "bitfit")
     now = estimate("roberta-base", get_method("bitfit"), SST2, batch_size=shipped["batch_size"],
-                   max_length=shipped["max_length"], device="cuda")  # fmt: skip
+                   max_length=shipped["max_length"], precision="fp32", device="cuda")  # fmt: skip
     assert now.peak == shipped["fp32"]
