@@ -2,7 +2,7 @@
 
 Holds: ``app`` (the command registry, ``main``, tasks/backbones/splits commands),
 ``commands`` (run, params, show, methods), ``sweep_commands`` (sweep, reproduce),
-``report_commands`` (report).
+``report_commands`` (report), ``worker_commands`` (worker, pull: sweeps on PostgreSQL).
 May import: every layer.
 """
 

@@ -177,7 +177,8 @@ def _load_command_modules() -> None:
     """Commands defined in other modules register themselves on import."""
     import importlib
 
-    for mod in ("bench.cli.commands", "bench.cli.sweep_commands", "bench.cli.report_commands"):
+    for mod in ("bench.cli.commands", "bench.cli.sweep_commands", "bench.cli.report_commands",
+                "bench.cli.worker_commands"):  # fmt: skip
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
