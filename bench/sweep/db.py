@@ -83,39 +83,68 @@ def _transient(e: BaseException | None) -> bool:
     return False
 
 
-def retrying(fn: Callable, what: str | None = None, budget_s: float = OUTAGE_S):
+def _first_line(e: BaseException) -> str:
+    """What the connection error says (under Optuna's wrapper, if any)."""
+    while e.__cause__ is not None and not str(e).startswith("("):
+        e = e.__cause__
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def retrying(
+    fn: Callable,
+    what: str | None = None,
+    budget_s: float = OUTAGE_S,
+    done_already: Callable[..., bool] | None = None,
+):
     """``fn`` called again after a transient database error, with backoff (0.5 s doubling up to
-    10 s), until ``budget_s`` has passed; then the error is raised."""
+    10 s), until ``budget_s`` has passed; then the error is raised. ``done_already(*args)``:
+    asked when a repeated call fails otherwise, whether the first one took effect (its commit
+    went through before the connection dropped); if so the call has succeeded."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        start, delay = time.monotonic(), 0.5
+        start, delay, repeated = time.monotonic(), 0.5, False
         while True:
             try:
                 return fn(*args, **kwargs)
             except Exception as e:
+                if repeated and not _transient(e) and done_already is not None:
+                    if done_already(*args, **kwargs):
+                        return True
                 if not _transient(e) or time.monotonic() - start > budget_s:
                     raise
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = _first_line(e)
                 print(f"tunebench: database unreachable during {what or fn.__name__} ({first}); "
                       f"retrying in {delay:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
                 time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay, repeated = min(delay * 2, 10.0), True
 
     return call
 
 
 def _retrying_storage_class():
-    """Optuna's RDBStorage whose public calls (and the stale-trial query) wait out outages."""
+    """Optuna's RDBStorage whose calls wait out outages: the public ones, and the private ones
+    that Optuna's storage cache (``_CachedStorage``, which every study wraps it in) calls."""
     import optuna
 
-    class RetryingRDBStorage(optuna.storages.RDBStorage):
+    rdb = optuna.storages.RDBStorage
+
+    class RetryingRDBStorage(rdb):
         pass
 
-    names = [n for n, v in vars(optuna.storages.RDBStorage).items()
-             if callable(v) and not n.startswith("_")] + ["_get_stale_trial_ids"]  # fmt: skip
+    private = ["_get_stale_trial_ids", "_get_trials", "_create_new_trial", "_get_best_trial_id",
+               "_set_trial_param"]  # fmt: skip
+    names = [n for n, v in vars(rdb).items() if callable(v) and not n.startswith("_")] + private
     for name in names:
-        setattr(RetryingRDBStorage, name, retrying(getattr(optuna.storages.RDBStorage, name)))
+        setattr(RetryingRDBStorage, name, retrying(getattr(rdb, name)))
+
+    def state_is(self, trial_id, state, *args, **kwargs) -> bool:  # a tell that went through
+        return rdb.get_trial(self, trial_id).state == state
+
+    RetryingRDBStorage.set_trial_state_values = retrying(
+        rdb.set_trial_state_values, done_already=state_is
+    )
     return RetryingRDBStorage
 
 
