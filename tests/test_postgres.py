@@ -342,3 +342,30 @@ def test_three_workers_survive_a_kill_a_stall_and_a_database_restart(
             ]
         )
     )
+
+
+def test_sweep_on_a_database_then_worker_and_pull(pg_url, tmp_path, data_root, one_thread, capsys):
+    from bench.cli import main
+
+    one = ["--backbones", "tiny-roberta", "--tasks", "RTE", "--methods", "head-only",
+           "--seeds", "13"]  # fmt: skip
+    local = tmp_path / "here"
+    assert main(["sweep", "smoke", "--storage", pg_url, "--results", str(local), *one]) == 0
+    assert "claimed tiny-roberta/RTE/head-only/k4-seed13" in capsys.readouterr().out
+    record = local / "smoke/tiny-roberta/RTE/head-only/k4-seed13.json"
+    assert json.loads(record.read_text())["search"]["sampler_seeding"] == "per trial slot"
+    # A worker started again finds nothing to do and exits 0 (what a scheduler's retry does).
+    again = ["worker", "smoke", "--storage", pg_url, "--results", str(tmp_path / "w"), *one]
+    assert main(again) == 0
+    assert "no cell left (1 done)" in capsys.readouterr().out
+    assert not (tmp_path / "w").exists()
+    # pull: the same bytes at the same path; again: nothing to write; a different file: refused.
+    pulled = tmp_path / "pulled"
+    assert main(["pull", "--storage", pg_url, "--results", str(pulled)]) == 0
+    copy = pulled / record.relative_to(local)
+    assert copy.read_bytes() == record.read_bytes()
+    assert main(["pull", "--storage", pg_url, "--results", str(pulled)]) == 0
+    assert "0 records written" in capsys.readouterr().out.splitlines()[-1]
+    copy.write_text("{}\n")
+    assert main(["pull", "--storage", pg_url, "--results", str(pulled)]) == 2
+    assert "differs from the database's record" in capsys.readouterr().err
