@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -179,6 +180,8 @@ def open_storage(url: str, lease_timeout: float):
     import sqlalchemy as sa
 
     engine = _engine(url)
+    # heartbeats and their retry callback are marked experimental; they are what is used here
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     @retrying
     def create_schema():

@@ -296,8 +296,8 @@ def run_search(
     runs the rest, a stale trial's queued retry first. If the best trial was run by the other
     worker, its configuration is trained again here (training is deterministic from the seed)
     to be tested. ``guard`` (a lease heartbeat): told which trial runs (``start_trial``,
-    ``end_trial``) and asked
-    before each trial and at each dev evaluation whether the lease is still held (``check``)."""
+    ``end_trial``), and asked before each trial and at each dev evaluation whether the lease is
+    still held (``check``)."""
     sign = 1.0 if METRICS[metric].higher_is_better else -1.0
     n = n_trials(method, fixed, config)
     summaries = [t.user_attrs["summary"] for t in study.get_trials() if counted(t)]
