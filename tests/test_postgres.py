@@ -154,15 +154,16 @@ def worker(url: str, results: Path, log: Path, lease: float = 6.0) -> subprocess
                             stderr=subprocess.STDOUT)  # fmt: skip
 
 
+_ENGINES: dict = {}
+
+
 def query(url: str, sql: str, **params) -> list[tuple]:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(sql), params)]
-    finally:
-        engine.dispose()
+    if url not in _ENGINES:  # one per database: the test polls every 50 ms
+        _ENGINES[url] = sa.create_engine(url, pool_pre_ping=True)
+    with _ENGINES[url].connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql), params)]
 
 
 def running_trial_of(url: str, pid: int) -> str | None:
@@ -262,22 +263,31 @@ def test_three_workers_survive_a_kill_a_stall_and_a_database_restart(
     logs = {name: tmp_path / f"{name}.log" for name in "ABC"}
     procs = {name: worker(url, tmp_path / name, logs[name], lease) for name in "ABC"}
     spawned.extend(procs.values())
-    # A: killed in the middle of a trial.
-    cell = wait_for("a trial of A", lambda: running_trial_of(url, procs["A"].pid))
-    procs["A"].send_signal(signal.SIGKILL)
-    event(f"SIGKILL A (pid {procs['A'].pid}) during a trial of {cell}")
-    # B: stopped in the middle of a trial, past its lease; the database restarts meanwhile,
-    # while C runs a trial.
-    stalled = wait_for("a trial of B", lambda: running_trial_of(url, procs["B"].pid))
-    procs["B"].send_signal(signal.SIGSTOP)
-    event(f"SIGSTOP B (pid {procs['B'].pid}) during a trial of {stalled}")
+    # A: killed in the middle of a trial; B: stopped in the middle of a trial, past its lease
+    # (whichever is seen in a trial first); the database restarts meanwhile, during a trial
+    # of C if C has one within 30 s.
+    hit: dict[str, str] = {}
+
+    def strike():
+        for name, sig, what in (("A", signal.SIGKILL, "SIGKILL"), ("B", signal.SIGSTOP, "SIGSTOP")):
+            if name not in hit and (cell := running_trial_of(url, procs[name].pid)):
+                procs[name].send_signal(sig)
+                hit[name] = cell
+                event(f"{what} {name} (pid {procs[name].pid}) during a trial of {cell}")
+        return len(hit) == 2
+
+    wait_for("trials of A and B", strike)
+    stalled = hit["B"]
 
     def generation():
         return query(url, "SELECT generation FROM tunebench_cells WHERE cell = :c", c=stalled)[0][0]
 
     stopped_at = generation()
-    busy = wait_for("a trial of C", lambda: running_trial_of(url, procs["C"].pid))
-    event(f"C in a trial of {busy}")
+    try:
+        busy = wait_for("a trial of C", lambda: running_trial_of(url, procs["C"].pid), 30)
+        event(f"C in a trial of {busy}")
+    except AssertionError:
+        event("C not in a trial for 30 s")
     pg_server.pg_ctl("-m", "fast", "stop")
     event("database stopped")
     time.sleep(4)
