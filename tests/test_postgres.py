@@ -379,3 +379,15 @@ def test_sweep_on_a_database_then_worker_and_pull(pg_url, tmp_path, data_root, o
     copy.write_text("{}\n")
     assert main(["pull", "--storage", pg_url, "--results", str(pulled)]) == 2
     assert "differs from the database's record" in capsys.readouterr().err
+
+
+def test_a_database_that_cannot_be_used_is_one_line_at_once(pg_server, capsys):
+    from bench.cli import main
+
+    url = pg_server.url.rsplit("/", 1)[0] + "/no_such_database"
+    start = time.monotonic()
+    assert main(["pull", "--storage", url, "--results", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - start < 60  # not waited out as if the server were restarting
+    assert err.startswith("tunebench: error: cannot open --storage postgresql://")
+    assert 'database "no_such_database" does not exist' in err and "Traceback" not in err

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from bench.core.errors import TunebenchError
 
 OUTAGE_S = 600.0  # how long a worker waits for an unreachable database before giving up
+OPEN_S = 120.0  # the same when it starts (a wrong host or port should not take 10 minutes)
 _SCHEMA_LOCK = 0x7475_6E65  # pg_advisory_lock key for creating the tables ("tune")
 
 _TABLES = """
@@ -67,11 +68,18 @@ def is_db_url(storage: str | None) -> bool:
 # --- waiting out an outage -------------------------------------------------------------------
 
 
+# connection errors that waiting does not cure (psycopg reports them as OperationalError too)
+_PERMANENT = ("authentication failed", "does not exist", "no pg_hba.conf entry",
+              "invalid dsn", "invalid connection option", "could not translate host name")  # fmt: skip
+
+
 def _transient(e: BaseException | None) -> bool:
     """A lost or refused connection (the server restarting, the network), not a bad query;
     also when wrapped (Optuna raises its StorageInternalError from SQLAlchemy's error)."""
     import sqlalchemy.exc
 
+    if any(m in str(e) for m in _PERMANENT):
+        return False
     seen = 0
     while e is not None and seen < 8:
         if isinstance(e, sqlalchemy.exc.DBAPIError) and (
@@ -168,7 +176,7 @@ def describe(url: str) -> str:
     scheme, _, rest = str(url).partition("://")
     if "@" in rest:
         user, _, host = rest.rpartition("@")
-        rest = f"{user.split(':')[0]}:***@{host}"
+        rest = f"{user.split(':')[0]}{':***' if ':' in user else ''}@{host}"
     return f"{scheme}://{rest}"
 
 
@@ -183,7 +191,6 @@ def open_storage(url: str, lease_timeout: float):
     # heartbeats and their retry callback are marked experimental; they are what is used here
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    @retrying
     def create_schema():
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
@@ -205,7 +212,7 @@ def open_storage(url: str, lease_timeout: float):
         return storage
 
     try:
-        return create_schema(), engine
+        return retrying(create_schema, "opening the database", OPEN_S)(), engine
     except TunebenchError:
         raise
     except Exception as e:  # noqa: BLE001 - server down for good, bad URL, no such database
