@@ -223,9 +223,16 @@ def test_claims_are_exclusive_and_stale_leases_are_taken_over_once(pg_url):
     assert a.claim("p/cell") == "held"  # taken over once, not twice
     assert not a.heartbeat(lease)  # the stale worker learns it lost the cell ...
     assert not a.finish(lease, "p/cell.json", "{}\n")  # ... and cannot store a record
-    assert b.finish(taken, "p/cell.json", '{"x": 1}\n')
+    assert b.finish(taken, "p/cell.json", '{"status": "ok"}\n')
     assert b.claim("p/cell") == a.claim("p/cell") == "done"
-    assert list(a.records()) == [("p/cell.json", '{"x": 1}\n')]
+    assert list(a.records()) == [("p/cell.json", '{"status": "ok"}\n')]
+    # --retry-failed forgets failed records only; their cells are claimed afresh
+    failed = a.claim("p/bad")
+    assert a.finish(failed, "p/bad.json", '{"status": "failed"}\n')
+    assert a.forget_failed(["p/cell", "p/bad"]) == ["p/bad"]
+    again = b.claim("p/bad")
+    assert isinstance(again, db.Lease) and again.generation == 1 and again.taken_from is None
+    assert [path for path, _ in a.records()] == ["p/cell.json"]
 
 
 def test_workers_racing_on_an_empty_database_create_the_schema_once(pg_url):

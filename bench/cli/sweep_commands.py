@@ -378,7 +378,7 @@ def _check_lease(args) -> None:
 def run_worker(args, profile, cells, root, line) -> None:
     """One worker on ``args.storage`` over ``cells``; prints what it did."""
     from bench.sweep import db
-    from bench.sweep.driver import Context
+    from bench.sweep.driver import Context, read_record
     from bench.sweep.profile import missing_data
     from bench.sweep.worker import Worker
 
@@ -388,7 +388,16 @@ def run_worker(args, profile, cells, root, line) -> None:
         raise TunebenchError(f"profile {profile.name}: data missing for " + ", ".join(missing))
     storage, engine = db.open_storage(args.storage, args.lease_timeout)
     ctx = Context(args.results, storage, db.describe(args.storage), root, _device(args))
-    worker = Worker(ctx, db.Cells(engine, args.lease_timeout), args.lease_timeout,
+    cells_db = db.Cells(engine, args.lease_timeout)
+    if getattr(args, "retry_failed", False):
+        again = set(cells_db.forget_failed([c.study_name for c in cells]))
+        for cell in cells:  # this machine's copies of them too
+            path = cell.record_path(args.results)
+            if cell.study_name in again and (read_record(path) or {}).get("status") != "ok":
+                path.unlink(missing_ok=True)
+        print(f"--retry-failed: {len(again)} failed records deleted from the database; "
+              "their cells run again")  # fmt: skip
+    worker = Worker(ctx, cells_db, args.lease_timeout,
                     getattr(args, "poll", 5.0))  # fmt: skip
     counts = worker.run(cells, line)
     worker.say(

@@ -39,6 +39,10 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
         "--poll", type=float, default=5.0,
         help="seconds between looks when every cell left is leased by a live worker (default: 5)",
     )  # fmt: skip
+    p.add_argument(
+        "--retry-failed", action="store_true",
+        help="delete the database's failed records of these cells and run them again",
+    )  # fmt: skip
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", help="data root (default: $TUNEBENCH_DATA, else ./data/original)")

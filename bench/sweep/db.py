@@ -340,6 +340,24 @@ class Cells:
 
         return self._run(f"storing the record of {lease.cell}", txn)
 
+    def forget_failed(self, cells: list[str]) -> list[str]:
+        """Delete the failed records of ``cells`` and their cells' rows (one transaction), so
+        that they are claimed afresh. Returns those cells."""
+        import sqlalchemy as sa
+
+        def txn(conn):
+            gone = conn.execute(
+                sa.text("DELETE FROM tunebench_records WHERE cell = ANY(:cells) AND "
+                        "(body::jsonb ->> 'status') IS DISTINCT FROM 'ok' RETURNING cell"),
+                {"cells": list(cells)},
+            ).scalars().all()  # fmt: skip
+            conn.execute(
+                sa.text("DELETE FROM tunebench_cells WHERE cell = ANY(:cells)"), {"cells": gone}
+            )
+            return sorted(gone)
+
+        return self._run("forgetting failed records", txn)
+
     def states(self, cells: list[str]) -> dict[str, str]:
         """cell -> "done" | "running" (live lease) | "stale" (lease past the timeout); cells
         never claimed are absent."""
