@@ -63,6 +63,9 @@ def cmd_worker(args) -> int:
 def _check(args) -> None:
     from bench.sweep.db import is_db_url
 
+    if not args.poll > 0:
+        raise TunebenchError(f"--poll {args.poll:g}: must be a number of seconds above 0")
+
     if not is_db_url(args.storage):
         raise TunebenchError(
             f"--storage {args.storage!r}: a worker needs a PostgreSQL URL "
