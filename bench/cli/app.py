@@ -213,6 +213,7 @@ def _load_command_modules() -> None:
         "bench.cli.report_commands",
         "bench.cli.data_commands",
         "bench.cli.memory_commands",
+        "bench.cli.worker_commands",
     ):
         try:
             importlib.import_module(mod)

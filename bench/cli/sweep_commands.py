@@ -29,8 +29,10 @@ def _options(p: argparse.ArgumentParser, default_profile: str | None = None) -> 
     p.add_argument(
         "--storage",
         help="Optuna storage: a journal file path (default: <results>/<profile>/optuna.journal) "
-        "or a SQLAlchemy URL such as postgresql://user:pass@host/db (many machines)",
+        "or postgresql://user:pass@host/db (many machines: the database leases the cells and "
+        "stores the records, as `tunebench worker` does)",
     )
+    lease_option(p)
     p.add_argument(
         "--workers", type=int, default=1, help="worker processes on this machine (default: 1)"
     )
@@ -299,6 +301,7 @@ def _sweep(args, profile, cells, root) -> int:
 
 def _sweep_held(args, profile, cells, root, storage: str) -> int:
     from bench.sweep import search
+    from bench.sweep.db import is_db_url
     from bench.sweep.driver import Context, read_record, state
 
     if args.retry_failed:
@@ -309,6 +312,8 @@ def _sweep_held(args, profile, cells, root, storage: str) -> int:
     start = time.perf_counter()
     if args.workers > 1:
         _run_workers(args, profile, len(todo))
+    elif is_db_url(storage):  # the database coordinates: this process is one worker
+        run_worker(args, profile, cells, root, cell_line)
     else:
         ctx = Context(args.results, search.open_storage(storage),
                       search.describe_storage(storage), root, _device(args))  # fmt: skip
@@ -373,7 +378,8 @@ def _run_workers(args, profile, n_todo: int) -> None:
     for flag, value in (("--storage", args.storage), ("--device", args.device),
                         ("--data-dir", args.data_dir), ("--tasks", args.tasks),
                         ("--methods", args.methods), ("--backbones", args.backbones),
-                        ("--seeds", args.seeds)):  # fmt: skip
+                        ("--seeds", args.seeds),
+                        ("--lease-timeout", str(args.lease_timeout))):  # fmt: skip
         if value:
             argv += [flag, value]
     procs = [subprocess.Popen(argv) for _ in range(args.workers)]
@@ -455,3 +461,58 @@ def _budget_table(cells, results: Path) -> None:
     _print_table([{c: row.get(c, "0") for c in columns} for row in table], columns)
     total = sum(r["total s"] for r in rows.values())
     print(f"sum of cell times: {_duration(total)} (test s: the chosen trial's test pass)")
+
+
+# --- on PostgreSQL (also `tunebench worker`, bench/cli/worker_commands.py) -------------------
+
+DEFAULT_LEASE_S = 300.0
+
+
+def lease_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=DEFAULT_LEASE_S,
+        help="seconds without a heartbeat after which another worker takes a cell over "
+        f"(default: {DEFAULT_LEASE_S:g}; heartbeats every fifth of it)",
+    )
+
+
+def _check_lease(args) -> None:
+    if not args.lease_timeout >= 2:
+        raise TunebenchError(
+            f"--lease-timeout {args.lease_timeout:g}: must be at least 2 seconds "
+            "(heartbeats come every fifth of it)"
+        )
+
+
+def run_worker(args, profile, cells, root, line) -> None:
+    """One worker on ``args.storage`` over ``cells``; prints what it did."""
+    from bench.sweep import db
+    from bench.sweep.driver import Context, read_record
+    from bench.sweep.profile import missing_data
+    from bench.sweep.worker import Worker
+
+    _check_lease(args)
+    missing = missing_data(profile, root)
+    if missing:
+        raise TunebenchError(f"profile {profile.name}: data missing for " + ", ".join(missing))
+    storage, engine = db.open_storage(args.storage, args.lease_timeout)
+    ctx = Context(args.results, storage, db.describe(args.storage), root, _device(args))
+    cells_db = db.Cells(engine, args.lease_timeout)
+    if getattr(args, "retry_failed", False):
+        again = set(cells_db.forget_failed([c.study_name for c in cells]))
+        for cell in cells:  # this machine's copies of them too
+            path = cell.record_path(args.results)
+            if cell.study_name in again and (read_record(path) or {}).get("status") != "ok":
+                path.unlink(missing_ok=True)
+        print(f"--retry-failed: {len(again)} failed records deleted from the database; "
+              "their cells run again")  # fmt: skip
+    worker = Worker(ctx, cells_db, args.lease_timeout,
+                    getattr(args, "poll", 5.0))  # fmt: skip
+    counts = worker.run(cells, line)
+    worker.say(
+        f"profile {profile.name}: ran {counts['ran']} cells ({counts['taken over']} taken over "
+        f"from stale workers), lost {counts['lost']} leases, retried {counts['trials retried']} "
+        "trials"
+    )

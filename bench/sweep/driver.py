@@ -152,9 +152,11 @@ def _run_and_write(cell: SweepCell, path: Path, ctx: Context) -> dict:
     return record
 
 
-def run_cell(cell: SweepCell, ctx: Context) -> dict:
+def run_cell(cell: SweepCell, ctx: Context, guard=None, resume: bool = False) -> dict:
     """Search the cell on its dev set, test the chosen trial's model, and return the record.
-    Nothing here stops the sweep: a failure is the record's error."""
+    Nothing here stops the sweep: a failure is the record's error. ``guard``/``resume``: a
+    cell leased from a database (bench/sweep/worker.py): its heartbeat, and whether the cell
+    was taken over from another worker (its study is continued)."""
     from bench.core.metrics import METRICS
     from bench.engine import compute, precision
     from bench.run.runner import finish_record, run_trial
@@ -178,7 +180,8 @@ def run_cell(cell: SweepCell, ctx: Context) -> dict:
         record["config"] = {"precision": precision.resolve(hp["precision"], ctx.device)}
         split = sample_split(task, cell.k, cell.seed, ctx.data_root, partial=cell.partial)
         higher = METRICS[task.metrics[0]].higher_is_better
-        study = search.new_study(cell.study_name, ctx.storage, cell.search, higher)
+        study = search.new_study(cell.study_name, ctx.storage, cell.search, higher,
+                                 resumable=guard is not None, resume=resume)  # fmt: skip
         record["search"] = {
             **search.describe(study, method, cell.settings, cell.search),
             "storage": ctx.storage_desc,
@@ -187,7 +190,9 @@ def run_cell(cell: SweepCell, ctx: Context) -> dict:
         def run(hp, report):
             return run_trial(method, cell.backbone, task, split, hp, ctx.device, report=report)
 
-        outcome = search.run_search(study, method, cell.settings, cell.search, run, task.metrics[0])
+        outcome = search.run_search(
+            study, method, cell.settings, cell.search, run, task.metrics[0], guard
+        )
         record["trials"] = outcome.trials
         record["search"]["chosen_trial"] = outcome.best_number
         if outcome.best is None:

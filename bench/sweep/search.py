@@ -163,24 +163,83 @@ def n_trials(method: Method, fixed: Mapping, config: SearchConfig) -> int:
 
 
 def new_study(
-    name: str, storage, config: SearchConfig, higher_is_better: bool = True
+    name: str,
+    storage,
+    config: SearchConfig,
+    higher_is_better: bool = True,
+    resumable: bool = False,
+    resume: bool = False,
 ) -> optuna.Study:
     """A fresh study for the cell. One left by an interrupted attempt is deleted first: the
     cell starts over with the same seeded sampler, so its record does not depend on when (or
-    whether) it was interrupted."""
-    try:
-        optuna.delete_study(study_name=name, storage=storage)
-    except KeyError:
-        pass
+    whether) it was interrupted.
+
+    ``resumable`` (a database storage, where another worker may take a cell over): the sampler
+    is seeded per trial slot (the number of trials counted before it), so that a resumed cell
+    samples what an uninterrupted one does. ``resume`` (a cell taken over from a stalled or
+    dead worker): the study is kept and its counted trials count."""
     seed = sampler_seed(name)
+    if not resume:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
     if config.mode == "grid":
         sampler = optuna.samplers.RandomSampler(seed=seed)  # never asked: all values are set
+    elif resumable:
+        sampler = _SlotSampler(lambda slot: optuna.samplers.TPESampler(
+            n_startup_trials=config.tpe_startup_trials, seed=(seed + slot) % 2**32))  # fmt: skip
     else:
         sampler = optuna.samplers.TPESampler(n_startup_trials=config.tpe_startup_trials, seed=seed)
     return optuna.create_study(
         storage=storage, sampler=sampler, pruner=make_pruner(config), study_name=name,
-        direction="maximize" if higher_is_better else "minimize",
+        direction="maximize" if higher_is_better else "minimize", load_if_exists=resume,
     )  # fmt: skip
+
+
+class _SlotSampler(optuna.samplers.BaseSampler):
+    """TPE seeded afresh for each trial from the cell's seed and the trial's slot (how many
+    counted trials precede it), so sampling does not depend on which process ran which trial.
+    (One TPESampler carries its random state from trial to trial inside one process.)"""
+
+    name = "TPESampler"
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler]):
+        self._make, self._by_trial = make, {}
+
+    def _for(self, study, trial) -> optuna.samplers.BaseSampler:
+        if trial.number not in self._by_trial:
+            slot = sum(counted(t) and t.number < trial.number for t in study.get_trials(False))
+            self._by_trial[trial.number] = self._make(slot)
+        return self._by_trial[trial.number]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(study, trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(study, trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(study, trial).sample_independent(
+            study, trial, param_name, param_distribution
+        )
+
+    def before_trial(self, study, trial):
+        self._for(study, trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        self._for(study, trial).after_trial(study, trial, state, values)
+
+
+def counted(trial) -> bool:
+    """Whether a trial counts towards the cell's number of trials: finished by its own worker
+    (its summary stored, the state told). A trial failed because its worker stopped
+    heartbeating (stale) does not count; Optuna queues a retry of it with its parameters."""
+    summary = trial.user_attrs.get("summary")
+    if summary is None:
+        return False
+    told = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
+    return trial.state == told.get(summary["state"])
 
 
 def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
@@ -200,7 +259,7 @@ def describe(study: optuna.Study, method: Method, fixed: Mapping, config: Search
         "searched": searched_names(method, fixed, config),
         "grid": dict(config.grid) if config.mode == "grid" else None,
         "fixed": dict(fixed),
-        "sampler": "grid" if config.mode == "grid" else type(study.sampler).__name__,
+        "sampler": "grid" if config.mode == "grid" else _sampler_name(study.sampler),
         "sampler_seed": sampler_seed(study.study_name),
         "tpe_startup_trials": config.tpe_startup_trials if config.mode == "tpe" else None,
         "pruner": type(study.pruner).__name__,
@@ -208,7 +267,11 @@ def describe(study: optuna.Study, method: Method, fixed: Mapping, config: Search
         "pruner_warmup_steps": config.pruner_warmup_steps if median else None,
         "tie_rule": TIE_RULE,
         "study": study.study_name,
-    }
+    } | ({"sampler_seeding": "per trial slot"} if isinstance(study.sampler, _SlotSampler) else {})
+
+
+def _sampler_name(sampler) -> str:
+    return getattr(sampler, "name", None) or type(sampler).__name__
 
 
 # --- running the trials ----------------------------------------------------------------------
@@ -236,42 +299,82 @@ def run_search(
     config: SearchConfig,
     run: Callable[[dict, Callable], object],
     metric: str,
+    guard=None,
 ) -> Outcome:
     """Run the cell's trials. A trial that raises (NaN loss, out of memory, a bug) is recorded
-    as failed with its error and the search goes on; a pruned one is recorded as pruned."""
-    best, best_summary, summaries = None, None, []
+    as failed with its error and the search goes on; a pruned one is recorded as pruned.
+
+    A study taken over from another worker keeps its counted trials (``counted``); the search
+    runs the rest, a stale trial's queued retry first. If the best trial was run by the other
+    worker, its configuration is trained again here (training is deterministic from the seed)
+    to be tested. ``guard`` (a lease heartbeat): told which trial runs (``start_trial``,
+    ``end_trial``), and asked before each trial and at each dev evaluation whether the lease is
+    still held (``check``)."""
     sign = 1.0 if METRICS[metric].higher_is_better else -1.0
     n = n_trials(method, fixed, config)
-    if config.mode == "grid" and n > 1:
+    summaries = [t.user_attrs["summary"] for t in study.get_trials() if counted(t)]
+    if config.mode == "grid" and n > 1 and not study.get_trials(deepcopy=False):
         _enqueue_grid(study, config.grid)
-    for _ in range(n):
+    results = {}  # trial number -> the runner's result, for trials run here
+    while len(summaries) < n:
+        if guard is not None:
+            guard.check()
         trial = study.ask()
         params = suggest(trial, method, fixed, config)
         summary = {"number": trial.number, "params": params, "state": None, "dev": None,
                    "dev_loss": None, "best_step": None, "steps": None, "error": None,
                    "traceback": None, "seconds": None}  # fmt: skip
+        retried = study._storage.get_trial(trial._trial_id).system_attrs.get("failed_trial")
+        if retried is not None:
+            summary["retry_of"] = retried  # its worker stopped mid-trial
+        if guard is not None:
+            guard.start_trial(trial._trial_id)
         start = time.perf_counter()
+        state, value = None, None
         try:
-            result = run(method.hyperparameters({**fixed, **params}), _reporter(trial, summary))
+            result = run(method.hyperparameters({**fixed, **params}),
+                         _reporter(trial, summary, guard))  # fmt: skip
         except optuna.TrialPruned:  # raised by the report hook below
-            summary["state"] = "PRUNED"
-            study.tell(trial, state=TrialState.PRUNED)
+            summary["state"], state = "PRUNED", TrialState.PRUNED
         except Exception as e:  # noqa: BLE001 - any failure of one trial is recorded, not fatal
             if is_disk_error(e):
                 raise  # a full disk stops the sweep; it is not the trial's failure
             summary.update(state="FAIL", error=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=-8))  # fmt: skip
-            study.tell(trial, state=TrialState.FAIL)
-            result = None
+            state = TrialState.FAIL
             _free_memory()
         else:
             _completed(summary, result, metric)
-            study.tell(trial, summary["dev"])
-            if best_summary is None or _rank(summary, sign) > _rank(best_summary, sign):
-                best, best_summary = result, summary  # the previous best's model is dropped
+            value = summary["dev"]
+            results[trial.number] = result
         summary["seconds"] = round(time.perf_counter() - start, 3)
+        trial.set_user_attr("summary", summary)
+        study.tell(trial, value, state=state)
+        if guard is not None:
+            guard.end_trial()
         summaries.append(summary)
-    return Outcome(best, best_summary["number"] if best_summary else None, summaries)
+        _keep_only_best(results, summaries, sign)
+    summaries.sort(key=lambda t: t["number"])
+    done = [t for t in summaries if t["state"] == "COMPLETE"]
+    if not done:
+        return Outcome(None, None, summaries)
+    best_summary = max(done, key=lambda t: _rank(t, sign))
+    best = results.get(best_summary["number"])
+    if best is None:  # run by the worker this cell was taken over from: train it again
+        if guard is not None:
+            guard.check()
+        hp = method.hyperparameters({**fixed, **best_summary["params"]})
+        best = run(hp, lambda step, score: guard.check() if guard is not None else None)
+    return Outcome(best, best_summary["number"], summaries)
+
+
+def _keep_only_best(results: dict, summaries: list[dict], sign: float) -> None:
+    """Drop the models of trials that are not the best so far (one model in memory)."""
+    done = [t for t in summaries if t["state"] == "COMPLETE"]
+    if done:
+        best = max(done, key=lambda t: _rank(t, sign))["number"]
+        for number in [k for k in results if k != best]:
+            del results[number]
 
 
 def _enqueue_grid(study: optuna.Study, grid: Mapping[str, list]) -> None:
@@ -283,12 +386,14 @@ def _enqueue_grid(study: optuna.Study, grid: Mapping[str, list]) -> None:
         study.enqueue_trial(dict(zip(names, values)))
 
 
-def _reporter(trial: optuna.Trial, summary: dict) -> Callable[[int, float], None]:
+def _reporter(trial: optuna.Trial, summary: dict, guard=None) -> Callable[[int, float], None]:
     """The training loop's ``report(step, dev_score)`` hook: feeds the pruner, and keeps what
     a pruned trial reached (its best dev score so far, the steps it ran)."""
     better = max if trial.study.direction == optuna.study.StudyDirection.MAXIMIZE else min
 
     def report(step: int, score: float) -> None:
+        if guard is not None:
+            guard.check()
         summary["steps"] = step
         summary["dev"] = score if summary["dev"] is None else better(score, summary["dev"])
         trial.report(score, step)
