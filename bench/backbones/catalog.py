@@ -364,7 +364,12 @@ def build_meta(name: str) -> nn.Module:
 
 
 def _quiet() -> None:
-    """The harness is quiet by default: no transformers warnings or progress bars."""
+    """The harness is quiet by default: no transformers warnings or progress bars. And it runs
+    the model code it names: transformers' hub kernels (``kernels``, on by default in the
+    releases pinned here) would swap layers for code fetched from the hub at load time, which
+    fails offline (a CUDA machine without the ``kernels`` package refuses every load) and
+    changes what is measured; they are off unless ``USE_HUB_KERNELS`` says otherwise."""
+    os.environ.setdefault("USE_HUB_KERNELS", "NO")
     import huggingface_hub.utils
     import transformers.utils.logging as tf_logging
 
