@@ -146,6 +146,7 @@ class TaskModel(nn.Module):
         """The hidden state the head reads, (B, H); (B, M, H) where each sequence has M read
         positions (``position`` (B, M): several answers, PTR's sub-prompts). The adapter and the
         body run under the model's precision (autocast); what the head reads is fp32."""
+        batch = self.on_device(batch)  # callers may hand a CPU batch (frozen-feature passes)
         with precision.autocast(self.precision, batch["input_ids"].device):
             embeds = self.body.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
             embeds, mask, extra, shift = self.adapter(embeds, batch["attention_mask"], batch)

@@ -109,7 +109,7 @@ def evaluate(
             if feats is not None:
                 batch["features"] = feats[idx]
             out = model(batch).float()
-            logits[idx] = out
+            logits[idx] = out.cpu()  # (B, C); the metrics are computed on the CPU
             loss_sum += model.loss(out, batch).item() * len(idx)
     return Evaluation(
         task_metrics(task, logits.softmax(-1).numpy(), examples),

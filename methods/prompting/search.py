@@ -40,12 +40,13 @@ def answer_states(
 
 @torch.no_grad()
 def vocab_log_probs(model: TaskModel, states: torch.Tensor) -> torch.Tensor:
-    """The LM head over the whole vocabulary at those states, as log-probabilities, (N, V)."""
+    """The LM head over the whole vocabulary at those states, as log-probabilities, (N, V),
+    on the CPU (the searches index and rank them there)."""
     head = model.head  # a VerbalizerHead: the LM head's transform and output rows
     logits = head.transform(states) @ head.weight.T  # (N, V)
     if head.bias is not None:
         logits = logits + head.bias
-    return logits.float().log_softmax(-1)
+    return logits.float().log_softmax(-1).cpu()
 
 
 def whole_word(tokens: Tokens, token_id: int) -> str | None:
@@ -82,13 +83,14 @@ def first_words(
 def class_scores_metrics(task: Task, logits: torch.Tensor, examples: Sequence[Example]) -> dict:
     """The task's metrics and mean loss of class scores (N, C), as ``bench.engine.train.evaluate``
     computes them (STS-B: score = 5 * p(label 1))."""
-    probs = logits.float().softmax(-1)
+    logits = logits.float().cpu()  # the targets are built on the CPU
+    probs = logits.softmax(-1)
     if task.regression:
         s = torch.tensor([(e.score or 0.0) / 5.0 for e in examples]).clamp(0, 1)
         target = torch.stack([1 - s, s], -1)
     else:
         target = torch.tensor([e.label for e in examples])
-    loss = torch.nn.functional.cross_entropy(logits.float(), target).item()
+    loss = torch.nn.functional.cross_entropy(logits, target).item()
     return {**task_metrics(task, probs.numpy(), examples), "loss": loss}
 
 
