@@ -155,14 +155,16 @@ def compare(backbone_name: str, method, task, args, device, workspace: int | Non
 
 
 def cuda_workspace() -> int:
-    """Bytes the first matmuls (fp32 and bf16) leave allocated: cuBLAS's workspace(s), held
-    by the caching allocator for the life of the process."""
+    """Bytes the first matmuls (fp32 and bf16; plain and with a bias, which goes through
+    cuBLASLt and its own workspace) leave allocated: cuBLAS's workspaces, held by the caching
+    allocator for the life of the process."""
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     a = torch.ones(64, 64, device="cuda")
     for dtype in (torch.float32, torch.bfloat16):
         b = a.to(dtype)
         (b @ b).sum().item()
+        torch.nn.functional.linear(b, b, b[0]).sum().item()
         del b
     torch.cuda.synchronize()
     held = torch.cuda.memory_allocated() - before - a.untyped_storage().nbytes()
