@@ -5,6 +5,10 @@ leave trainable; the trainer and runner never look at a method's name.
 - ``adapter`` changes the input embeddings or the attention cache (soft prompts, prefixes);
   the default changes nothing. It returns how many positions it prepended, so the position
   the head reads moves with it.
+- ``pooling`` is what a classifier head reads: "cls" / "last" (the one position the encoder
+  put in ``position``: the first token, or the last non-pad token) or "mean" (the mean of
+  the attended tokens' states, virtual tokens of a prepended prompt included); ``None`` for
+  the LM head, which reads the answer position.
 - ``head`` maps the hidden state at the read position (B, H) to class scores (B, C): a
   ``ClassifierHead`` or a ``VerbalizerHead`` (the LM head restricted to label-word rows). A
   template with M answer slots gives it (B, M, H) (PTR's ``RuleHead``).
@@ -107,6 +111,7 @@ class TaskModel(nn.Module):
         head: nn.Module,
         adapter: nn.Module | None = None,
         regression: bool = False,
+        pooling: str | None = None,
     ):
         super().__init__()
         self.body = backbone.model.base_model
@@ -118,6 +123,7 @@ class TaskModel(nn.Module):
         self.adapter = adapter if adapter is not None else NoAdapter()
         self.encoder = encoder
         self.regression = regression
+        self.pooling = pooling
         self.backbone_name = backbone.name
         tok = backbone.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -138,6 +144,10 @@ class TaskModel(nn.Module):
         embeds = self.body.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
         embeds, mask, extra, shift = self.adapter(embeds, batch["attention_mask"], batch)
         hidden = self.body(inputs_embeds=embeds, attention_mask=mask, **extra).last_hidden_state
+        if self.pooling == "mean":
+            # A key/value prefix extends the mask (B, N + T) but not the states (B, T).
+            weights = mask[:, -hidden.shape[1] :, None].to(hidden.dtype)  # (B, T, 1)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         position = batch["position"] + shift  # (B,) or (B, M)
         if position.dim() == 2:

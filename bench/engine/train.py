@@ -61,7 +61,8 @@ def _trunk_key(model) -> tuple:
     for name, value in sorted(model.adapter.state_dict().items()):
         digest.update(name.encode())
         digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return (model.backbone_name, type(model.adapter).__name__, digest.hexdigest())
+    pooling = getattr(model, "pooling", None)  # mean and [CLS] read the same rendering
+    return (model.backbone_name, type(model.adapter).__name__, digest.hexdigest(), pooling)
 
 
 def _features(model, items, examples, batch_size) -> torch.Tensor:
