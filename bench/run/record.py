@@ -8,11 +8,16 @@ Schema ``tunebench.run/1`` (every key always present; values null where not appl
 - ``config``: hyperparameters (resolved: defaults + overrides), prompt (variant, template,
   label words: what the model read, a searched one included), verbalizer (the head's own
   description, e.g. the word lists of a multi-word verbalizer; null for one word per class),
-  max_length, split (fingerprint, sizes, short labels), data_root
+  max_length, pooling (what a classifier head read: cls | mean | last; null for the LM head),
+  demonstrations (per_label, order: sorted | random, how sampled; null without them),
+  split (fingerprint, sizes, short labels), data_root
 - ``found``: what a prompt or verbalizer search found before training (searched methods:
   template, words, candidates and their dev scores); null otherwise
 - ``dev``: the best dev state's metrics and ``best_step``; ``test``: {test-set name: metrics};
   ``primary_metric``; ``test_score`` (the primary metric on the first test set)
+- ``predictions``: {test-set name: labels, pred (class index per example in the test file's
+  order; a string of digits when every class is one digit, else a list), probs (per example,
+  the class probabilities rounded to 4 decimals)}; for example-by-example comparisons
 - ``history``: one entry per dev evaluation (step, train_loss, dev_loss, dev_<metric>)
 - ``params``: trainable, method, head, backbone_total, trainable_pct_of_backbone
 - ``memory``: peak_bytes of one training step (inference batch for untrained methods), how
@@ -67,6 +72,7 @@ def new_record(cell: dict, device: str) -> dict:
         "test": None,
         "primary_metric": None,
         "test_score": None,
+        "predictions": None,
         "history": [],
         "params": None,
         "memory": None,
