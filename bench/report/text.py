@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from bench.report import fmt
+from bench.report import fmt, significance, training
 from bench.report.aggregate import Aggregate, Column, Table, column_key
 from bench.report.published import Match, Source
 
@@ -45,18 +45,24 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
     out += ["|" + "---|" * 2 + "---:|" * (len(headers) - 2 + len(EFFICIENCY_HEADERS))]
     best = {c: fmt.best_rows(table, c) for c in table.columns}
     best_avg = fmt.best_average(table)
+    found = significance.comparisons(table)
+    same_as_best = significance.not_significant(table, found)
     for row in table.rows:
         cells = [row.method_label, row.family]
         for col in table.columns:
             cell = row.cells[col]
             text = fmt.cell_text(cell)
             text = f"**{text}**" if row.method_label in best[col] else text
+            if (row.method_label, col) in same_as_best:
+                text += " " + significance.NOT_SIGNIFICANT
+            text += training.cell_marker(row, col)
             cells.append(text + (f" [{cell.marker}]" if cell.marker else ""))
         avg = fmt.score(row.average)
         avg = f"**{avg}**" if row.method_label in best_avg else avg
         cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
         out.append(_md_row(cells + efficiency_cells(row.efficiency())))
     out.append("")
+    out += significance.markdown(table, found) + training.markdown(table)
     out += [f"![{alt}]({path})" for alt, path in figures]
     return out + [""]
 
