@@ -39,8 +39,11 @@ def render(table: Table) -> dict[str, dict[str, bytes]]:
     """{'params': {'png': ..., 'svg': ...}, 'seeds': {...}} for one table."""
     import matplotlib
 
+    from bench.report import budget
+
     with matplotlib.rc_context(RC):
-        return {"params": _save(params_figure(table)), "seeds": _save(seeds_figure(table))}
+        out = {"params": _save(params_figure(table)), "seeds": _save(seeds_figure(table))}
+        return out | budget.render(table)  # "steps": a table of training budgets only
 
 
 def params_figure(table: Table):
