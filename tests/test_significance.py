@@ -25,7 +25,7 @@ def _with_predictions(method: str, seed: int, correct: np.ndarray) -> dict:
         "test": {
             "labels": "".join(map(str, labels)),
             "pred": "".join(map(str, pred)),
-            "probs": [[1.0 - p, float(p)] for p in pred],
+            "probs": " ".join(f"{1 - p:.4f},{p:.4f}" for p in pred),
         }
     }
     return rec

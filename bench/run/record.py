@@ -16,8 +16,9 @@ Schema ``tunebench.run/1`` (every key always present; values null where not appl
 - ``dev``: the best dev state's metrics and ``best_step``; ``test``: {test-set name: metrics};
   ``primary_metric``; ``test_score`` (the primary metric on the first test set)
 - ``predictions``: {test-set name: labels, pred (class index per example in the test file's
-  order; a string of digits when every class is one digit, else a list), probs (per example,
-  the class probabilities rounded to 4 decimals)}; for example-by-example comparisons
+  order; a string of digits when every class is one digit, else a list), probs (one string:
+  per example, space-separated, its class probabilities comma-separated with 4 decimals)};
+  for example-by-example comparisons
 - ``history``: one entry per dev evaluation (step, train_loss, dev_loss, dev_<metric>)
 - ``params``: trainable, method, head, backbone_total, trainable_pct_of_backbone
 - ``memory``: peak_bytes of one training step (inference batch for untrained methods), how

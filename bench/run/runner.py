@@ -211,13 +211,15 @@ def digits(values) -> str | list[int]:
 
 def test_predictions(logits, rows) -> dict:
     """Per test example, in the test file's order: the gold label, the predicted class and
-    the class probabilities (rounded to 4 decimals), so two records can be compared example
-    by example and scored by any metric of the probabilities."""
+    the class probabilities, so two records can be compared example by example and scored by
+    any metric of the probabilities. The probabilities are one line of text (a list of
+    lists would take a line per number in the indented record): examples separated by
+    spaces, classes by commas, 4 decimals ("0.1234,0.8766 0.5001,0.4999 ...")."""
     probs = torch.from_numpy(logits).float().softmax(-1)  # (N, C)
     return {
         "labels": digits(ex.label for ex in rows),
         "pred": digits(probs.argmax(-1).tolist()),
-        "probs": [[round(p, 4) for p in row] for row in probs.tolist()],
+        "probs": " ".join(",".join(f"{p:.4f}" for p in row) for row in probs.tolist()),
     }
 
 
