@@ -9,7 +9,7 @@ import pytest
 from report_records import record, write_all
 
 from bench.cli.app import main
-from bench.report import budget
+from bench.report import budget, figures
 from bench.report.aggregate import aggregate, load_records
 from bench.report.make import build_outputs
 from bench.sweep.profile import ProfileError, load, plan
@@ -70,10 +70,10 @@ def test_steps_figure_from_hand_made_budget_records(tmp_path):
     assert lines["finetune"][1][1].cells[table.columns[0]].stats.mean == pytest.approx(0.705)
     assert budget.budget_of("lora+lm-head@1000steps") == ("lora+lm-head", 1000)
     assert budget.budget_of("zero-shot") is None
-    out = build_outputs(root)
-    steps = [p for p in out if p.endswith("-steps.png")]
-    assert len(steps) == 1 and out[steps[0]][:8] == b"\x89PNG\r\n\x1a\n"
-    assert build_outputs(root)[steps[0]] == out[steps[0]]  # byte-identical
+    out = figures.render(table)
+    assert set(out) == {"params", "seeds", "steps"}
+    assert out["steps"]["png"][:8] == b"\x89PNG\r\n\x1a\n" and out["steps"]["svg"]
+    assert figures.render(table)["steps"] == out["steps"]  # byte-identical
 
 
 def test_no_steps_figure_without_budget_rows(tmp_path):
@@ -84,7 +84,7 @@ def test_no_steps_figure_without_budget_rows(tmp_path):
 def test_a_tiny_budget_sweep_runs_and_reports(tmp_path, data_root, one_thread):
     profile = tmp_path / "tiny-budget.toml"
     profile.write_text(
-        'backbones = ["tiny-llama"]\ntasks = ["SST-2"]\nk = [4]\nseeds = [13]\nsteps = [2, 4]\n'
+        'backbones = ["tiny-roberta"]\ntasks = ["RTE"]\nk = [4]\nseeds = [13]\nsteps = [2, 4]\n'
         "evals_per_run = 2\n[search]\ntrials = 1\n[settings]\nbatch_size = 4\n"
         "eval_batch_size = 64\nmax_length = 64\n"
         '[[methods]]\nmethod = "head-only"\n[[methods]]\nmethod = "zero-shot"\n'
@@ -94,9 +94,9 @@ def test_a_tiny_budget_sweep_runs_and_reports(tmp_path, data_root, one_thread):
     assert main([*argv, "--no-progress", "--device", "cpu"]) == 0
     written = sorted(p.relative_to(results).as_posix() for p in results.rglob("k4-seed13.json"))
     assert written == [
-        "tiny-budget/tiny-llama/SST-2/head-only@2steps/k4-seed13.json",
-        "tiny-budget/tiny-llama/SST-2/head-only@4steps/k4-seed13.json",
-        "tiny-budget/tiny-llama/SST-2/zero-shot/k4-seed13.json",
+        "tiny-budget/tiny-roberta/RTE/head-only@2steps/k4-seed13.json",
+        "tiny-budget/tiny-roberta/RTE/head-only@4steps/k4-seed13.json",
+        "tiny-budget/tiny-roberta/RTE/zero-shot/k4-seed13.json",
     ]
     rec = json.loads((results / written[1]).read_text())
     assert [h["step"] for h in rec["history"]] == [2, 4]  # eval_every = 4 // 2

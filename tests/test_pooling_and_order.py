@@ -149,7 +149,7 @@ def test_the_record_keeps_every_test_prediction(method, data_root):
     from bench.run.runner import Cell, run_cell
 
     overrides = {"steps": 2, "eval_every": 2} if get_method(method).trains else {}
-    rec = run_cell(Cell("tiny-llama", "SST-2", method, k=4), overrides, data_root, device=CPU)
+    rec = run_cell(Cell("tiny-roberta", "RTE", method, k=4), overrides, data_root, device=CPU)
     preds = rec["predictions"]["test"]
     n = rec["config"]["split"]["sizes"]["test"]
     probs = [[float(p) for p in row.split(",")] for row in preds["probs"].split(" ")]
@@ -162,7 +162,7 @@ def test_the_record_keeps_every_test_prediction(method, data_root):
         int(preds["pred"][i]) for i in confident
     ]
     if method == "head-only":
-        assert rec["config"]["pooling"] == "last" and rec["config"]["demonstrations"] is None
+        assert rec["config"]["pooling"] == "cls" and rec["config"]["demonstrations"] is None
     else:
         assert rec["config"]["pooling"] is None
         assert rec["config"]["demonstrations"]["order"] == "random"
