@@ -166,3 +166,14 @@ def test_the_record_keeps_every_test_prediction(method, data_root):
     else:
         assert rec["config"]["pooling"] is None
         assert rec["config"]["demonstrations"]["order"] == "random"
+
+
+def test_backbones_command_shows_the_default_pooling(capsys):
+    from bench.cli.app import main
+
+    assert main(["backbones"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line}
+    assert rows["backbone"][:3] == ["backbone", "kind", "pooling"]
+    assert rows["minilm-l6"][1:3] == ["encoder", "mean"]
+    assert rows["smollm2-135m"][1:3] == ["causal", "last"]
+    assert rows["roberta-large"][1:3] == ["mlm", "cls"]

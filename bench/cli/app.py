@@ -95,7 +95,13 @@ def cmd_tasks(args) -> int:
     lambda p: None
 )
 def cmd_backbones(args) -> int:
-    from bench.backbones.catalog import CATALOG, availability, build_meta, count_parameters
+    from bench.backbones.catalog import (
+        CATALOG,
+        POOLING,
+        availability,
+        build_meta,
+        count_parameters,
+    )
 
     rows = []
     for name, spec in CATALOG.items():
@@ -104,6 +110,7 @@ def cmd_backbones(args) -> int:
             {
                 "backbone": name,
                 "kind": spec.kind,
+                "pooling": spec.pooling or POOLING.get(spec.kind, "?"),  # a classifier head's
                 "source": spec.source,
                 "params": f"{n / 1e6:.1f}M" if n else "?",
                 "available": availability(name),
