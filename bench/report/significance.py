@@ -193,7 +193,7 @@ def markdown(table: Table, found: dict | None = None) -> list[str]:
             if c.boot_diff is None
             else f"{_pts(c.boot_diff)} [{_pts(c.boot_low)}, {_pts(c.boot_high)}]"
         )
-        p = "n/a" if c.t_p is None else f"{c.t_p:.3f}"
+        p = "n/a" if c.t_p is None else "<0.001" if c.t_p < 0.001 else f"{c.t_p:.3f}"
         sig = {True: "yes", False: "no", None: "n/a"}[c.significant]
         against = f"{c.against} ({'best' if kind == 'best' else 'baseline'})"
         out.append(
