@@ -36,15 +36,8 @@ def curves(table: Table) -> dict[str, list[tuple[int, Row]]]:
     return {label: sorted(points, key=lambda p: p[0]) for label, points in out.items()}
 
 
-def render(table: Table) -> dict[str, dict[str, bytes]]:
-    """{'steps': {'png': ..., 'svg': ...}} for a table with budget rows; {} otherwise. Call
-    inside ``figures.render``'s rc_context (it saves with ``figures._save``)."""
-    from bench.report.figures import _save
-
-    return {"steps": _save(steps_figure(table))} if curves(table) else {}
-
-
 def steps_figure(table: Table):
+    """The figure (``figures.render`` draws it, in its style, for a table with budget rows)."""
     from matplotlib.figure import Figure
 
     lines = curves(table)

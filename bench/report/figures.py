@@ -43,7 +43,9 @@ def render(table: Table) -> dict[str, dict[str, bytes]]:
 
     with matplotlib.rc_context(RC):
         out = {"params": _save(params_figure(table)), "seeds": _save(seeds_figure(table))}
-        return out | budget.render(table)  # "steps": a table of training budgets only
+        if budget.curves(table):  # a table of training budgets: test score vs steps
+            out["steps"] = _save(budget.steps_figure(table))
+        return out
 
 
 def params_figure(table: Table):
