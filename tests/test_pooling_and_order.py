@@ -177,3 +177,24 @@ def test_backbones_command_shows_the_default_pooling(capsys):
     assert rows["minilm-l6"][1:3] == ["encoder", "mean"]
     assert rows["smollm2-135m"][1:3] == ["causal", "last"]
     assert rows["roberta-large"][1:3] == ["mlm", "cls"]
+
+
+def test_in_context_calibrates_with_demonstrations_in_the_prompt(data_root):
+    """Zhao et al.: the content-free prior comes from the prompt the model reads, its
+    demonstrations included (a prior without them calibrates another prompt)."""
+    from methods.zero_shot import content_free_log_prior
+    from tasks.splits import sample_split
+
+    split = sample_split(SST2, 4, 13, data_root)
+    m = get_method("in-context")
+    hp = m.hyperparameters({"calibrate": True})
+    b = fresh_backbone("tiny-llama", CPU)
+    found = m.search(b, SST2, split, hp)
+    assert found == m.search(b, SST2, split, hp)  # seeded
+    prior = torch.tensor(found["content_free_log_prior"])
+    assert prior.shape == (2,) and torch.allclose(prior.exp().sum(), torch.tensor(1.0), atol=1e-4)
+    model = m.build(b, SST2, {**hp, "found": found})
+    torch.testing.assert_close(model.head.log_prior, prior)
+    bare = content_free_log_prior(_model("tiny-llama", "zero-shot"), SST2)  # no demos
+    assert not torch.allclose(bare, prior, atol=1e-4)  # the demonstrations change the prior
+    assert m.search(b, SST2, split, m.hyperparameters({})) == {}  # nothing to find uncalibrated
