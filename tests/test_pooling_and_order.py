@@ -166,6 +166,7 @@ def test_the_record_keeps_every_test_prediction(method, data_root):
     else:
         assert rec["config"]["pooling"] is None
         assert rec["config"]["demonstrations"]["order"] == "random"
+        assert rec["found"] is None  # uncalibrated: no content-free prior to find
 
 
 def test_backbones_command_shows_the_default_pooling(capsys):

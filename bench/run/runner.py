@@ -98,6 +98,7 @@ def run_trial(
     method.check(backbone, hp)
     torch.manual_seed(split.seed)  # searches, heads and adapters start from the cell's seed
     found, search_s = prepare(method, backbone, task, split, hp)
+    found = found or None  # a search with nothing to find (e.g. in-context uncalibrated)
     if found is not None:
         hp = {**hp, "found": found}
     torch.manual_seed(split.seed)
