@@ -115,7 +115,7 @@ class _Tap(nn.Module):
 def _place(batch: dict, triggers) -> dict:
     """The batch with the trigger ids at the trigger slots (``batch["pseudo"]``, (B, N))."""
     slots = batch["pseudo"]
-    ids = torch.as_tensor(list(triggers)).expand_as(slots)
+    ids = torch.as_tensor(list(triggers), device=slots.device).expand_as(slots)
     return {**batch, "input_ids": batch["input_ids"].scatter(1, slots, ids)}
 
 
@@ -127,12 +127,12 @@ class _Prefix:
 
     def __init__(self, model: TaskModel, batch: dict, cache_kw: str):
         slots, lengths = batch["pseudo"], batch["attention_mask"].sum(1)  # (B, N), (B,)
-        n = slots.shape[1]
-        if not bool((slots == (lengths - n)[:, None] + torch.arange(n)).all()):
+        n, device = slots.shape[1], slots.device
+        if not bool((slots == (lengths - n)[:, None] + torch.arange(n, device=device)).all()):
             raise ValueError("the triggers are not the last tokens of every input")
         keep = lengths - n
         self.width = int(keep.max())
-        ids = torch.full((len(lengths), self.width), model.pad_id)
+        ids = torch.full((len(lengths), self.width), model.pad_id, device=device)
         self.mask = torch.zeros_like(ids)
         for r, k in enumerate(keep.tolist()):
             ids[r, self.width - k :] = batch["input_ids"][r, :k]
@@ -155,7 +155,7 @@ class _Prefix:
         out = model.body(
             inputs_embeds=embeds,
             attention_mask=torch.cat([self.mask, self.mask.new_ones(b, n)], 1),
-            position_ids=self.next[:, None] + torch.arange(n),
+            position_ids=self.next[:, None] + torch.arange(n, device=embeds.device),
             use_cache=True,
             **{self.cache_kw: DynamicCache(ddp_cache_data=self.kv)},  # a new one: it grows
         )
@@ -179,8 +179,9 @@ class Searcher:
         self.cache_kw = kw if backbone.kind == "causal" and hp["prefix_cache"] else None
 
     def batch(self, examples) -> dict:
-        return collate(
-            [self.model.encoder.encode(e) for e in examples], examples, self.model.pad_id
+        """The examples' batch, on the model's device."""
+        return self.model.on_device(
+            collate([self.model.encoder.encode(e) for e in examples], examples, self.model.pad_id)
         )
 
     def search_batch(self, examples) -> dict:
@@ -229,6 +230,7 @@ class Searcher:
             group = trigger_sets[s : s + per]
             big = {k: torch.cat([v] * len(group)) for k, v in batch.items() if torch.is_tensor(v)}
             ids = torch.cat([torch.as_tensor(list(t)).expand(n, -1) for t in group])
+            ids = ids.to(big["input_ids"].device)
             big["input_ids"] = big["input_ids"].scatter(1, big["pseudo"], ids)
             logits = self.model(big)
             for g in range(len(group)):
@@ -250,7 +252,7 @@ class Searcher:
     def candidates(self, grad: torch.Tensor, k: int, banned: torch.Tensor, skip: int = 0):
         """HotFlip: the tokens ranked ``skip`` to ``skip + k`` by the dot product of their
         embeddings with minus the gradient (the first-order best swaps)."""
-        score = self.embeddings.detach().float() @ (-grad.float())  # (V,)
+        score = (self.embeddings.detach().float() @ (-grad.float())).cpu()  # (V,)
         score[banned] = -torch.inf
         return score.topk(skip + k).indices[skip:].tolist()
 
@@ -261,7 +263,7 @@ def search_labels(backbone, task, split, hp, lay: Layout) -> tuple[list[str], di
     model, tokens = base.model, base.model.encoder.tokens
     with torch.no_grad():
         b = _place(base.batch(split.train), lay.start)
-        states = model.head.transform(model.features(b)).float()  # (N, H)
+        states = model.head.transform(model.features(b)).float().cpu()  # (N, H), on the CPU
     # Centred and scaled by one number (per-dimension scaling would blow up dimensions that
     # barely vary), so the classifier on raw states is w / scale.
     scale = (states - states.mean(0)).pow(2).mean().sqrt() + 1e-6
@@ -276,7 +278,7 @@ def search_labels(backbone, task, split, hp, lay: Layout) -> tuple[list[str], di
             opt.zero_grad()
             loss.backward()
             opt.step()
-    scores = model.head.weight.detach().float() @ (w.detach() / scale).T  # (V, C)
+    scores = model.head.weight.detach().float().cpu() @ (w.detach() / scale).T  # (V, C)
     chosen, table = [], {}
     for c, label in enumerate(task.labels):
         ranked = scores[:, c].argsort(descending=True).tolist()

@@ -14,6 +14,9 @@ Two optional hooks, used by the searched-prompt methods and the verbalizers:
   hyperparameters named in ``search_keys``, so a sweep's trials search once.
 - ``verbalizer`` (a hyperparameter of every method that reads the LM head; ``manual`` by
   default) picks how label words become class scores; see ``methods.verbalizers.registry``.
+- ``pooling`` (a hyperparameter of every method with a pooled classifier head): what the head
+  reads, ``auto`` (the backbone's: ``Backbone.pooling``), ``cls``, ``mean`` or ``last``; a
+  value other than ``auto`` shows in the label (``head-only+mean-pool``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bench.backbones.catalog import Backbone
+from bench.backbones.catalog import POOLINGS, Backbone
 from bench.core import validate
 from bench.core.errors import BackboneError, TunebenchError, unknown
 from bench.engine.model import ClassifierHead, TaskModel
@@ -62,6 +65,7 @@ class Method:
     search: Callable | None = None  # (backbone, task, split, hp) -> found dict; see above
     search_keys: tuple[str, ...] = ()  # the hyperparameters a search depends on
     refuse_task: Callable[[Task], str | None] = lambda task: None  # e.g. ptr: no rules
+    pooled: bool = True  # its classifier head (if any) reads a pooled state: ``pooling``
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -71,10 +75,16 @@ class Method:
     def may_read_lm_head(self) -> bool:
         return self.head in ("lm", "option")
 
+    @property
+    def has_pooling(self) -> bool:
+        return self.pooled and self.head in ("classifier", "option")
+
     def hyperparameters(self, overrides: Mapping | None = None, source: str = "--set") -> dict:
         """Defaults updated by ``overrides`` (values parsed as the default's type, checked by
         ``bench.core.validate.setting``; ``source`` names where they came from)."""
         hp = {**COMMON, **self.defaults}
+        if self.has_pooling:
+            hp.setdefault("pooling", "auto")
         if self.may_read_lm_head:
             hp.setdefault("verbalizer", "manual")
             for v in VERBALIZERS.values():
@@ -97,6 +107,11 @@ class Method:
             )
         if "verbalizer" in hp:
             get_verbalizer(hp["verbalizer"])  # unknown -> the list of choices
+        if "pooling" in hp and hp["pooling"] not in ("auto", *POOLINGS):
+            raise TunebenchError(
+                f"method {self.name}: pooling={hp['pooling']!r} is not allowed; choose one of "
+                f"{['auto', *POOLINGS]}"
+            )
         return hp
 
     def reads_lm_head(self, hp: Mapping) -> bool:
@@ -121,6 +136,11 @@ class Method:
                 f"method {self.name} does not train, and verbalizer {verbalizer} is learned; "
                 f"choose one of {[v.name for v in VERBALIZERS.values() if not v.needs_training]}"
             )
+        if hp.get("pooling", "auto") != "auto" and self.reads_lm_head(hp):
+            raise TunebenchError(
+                f"method {self.name}: pooling={hp['pooling']} needs a classifier head (the LM "
+                "head reads the answer position); set head=classifier or pooling=auto"
+            )
         reason = self.refuse(backbone, hp)
         if reason:
             raise BackboneError(
@@ -134,6 +154,8 @@ class Method:
             name += "+lm-head" if hp.get("head") == "lm" else "+cls-head"  # not the usual head
         if hp.get("verbalizer", "manual") != "manual":
             name += "+" + hp["verbalizer"]
+        if hp.get("pooling", "auto") != "auto":
+            name += f"+{hp['pooling']}-pool"
         return name
 
 
@@ -157,12 +179,21 @@ def adapter_and_classifier(hp: Mapping) -> Callable[[str, nn.Parameter], bool]:
     return lambda name, p: name.startswith("adapter.") or (head and name.startswith("head."))
 
 
+def pooling(backbone: Backbone, hp: Mapping) -> str:
+    """What the classifier head reads: ``hp["pooling"]``, ``auto`` being the backbone's."""
+    value = hp.get("pooling", "auto")
+    return backbone.pooling if value == "auto" else value
+
+
 def classifier_model(backbone: Backbone, task: Task, hp: Mapping, *, adapter=None) -> TaskModel:
-    """Plain input, classifier head on the first token (mlm/encoder) or last token (causal)."""
-    enc = Encoder(backbone.tokenizer, backbone.kind, task, renderer(backbone, task, hp, "plain"))
+    """Plain input, classifier head on the pooled state: [CLS] (mlm), the mean of the tokens
+    (sentence encoders), the last non-pad token (causal), or what ``pooling`` says."""
+    pool = pooling(backbone, hp)
+    r = renderer(backbone, task, hp, "plain", pooling=pool)
+    enc = Encoder(backbone.tokenizer, backbone.kind, task, r)
     hidden = backbone.model.config.hidden_size
     head = ClassifierHead(hidden, task.num_labels).to(_device(backbone))
-    return TaskModel(backbone, enc, head, adapter=adapter, regression=task.regression)
+    return TaskModel(backbone, enc, head, adapter=adapter, regression=task.regression, pooling=pool)
 
 
 def verbalizer_model(

@@ -81,6 +81,7 @@ METHOD = Method(
     name="p-tuning",
     family="prompt",
     head="option",
+    pooled=False,  # its classifier head reads the answer position
     build=partial(build, tune_backbone=False),
     space=space,
     summary="pseudo tokens in the template from an LSTM/MLP prompt encoder, backbone frozen",
@@ -92,6 +93,7 @@ FULL = Method(
     name="p-tuning-full",
     family="full",
     head="option",
+    pooled=False,  # its classifier head reads the answer position
     build=partial(build, tune_backbone=True),
     space=space_full,
     summary="P-tuning with the backbone tuned too (the original few-shot SuperGLUE setting)",

@@ -2,6 +2,7 @@
 calibration (Zhao et al. 2021): divide the label-word probabilities by those the model gives
 to content-free inputs ("N/A", "", the mask token)."""
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,13 +26,26 @@ class CalibratedHead(nn.Module):
         return {**describe(), "content_free_calibration": True} if describe else None
 
 
-def content_free_log_prior(model, task) -> torch.Tensor:
-    """Mean label-word distribution over content-free inputs, in log space, (C,)."""
+DEMO_DRAWS = 4  # demonstration sets per content-free input, for a method that shows them
+
+
+def content_free_log_prior(model, task, pool=(), seed: int = 0) -> torch.Tensor:
+    """Mean label-word distribution over content-free inputs, in log space, (C,). For a model
+    that shows demonstrations, each content-free input is shown with them, as Zhao et al.
+    calibrate (the same prompt, "N/A" as the test input): ``DEMO_DRAWS`` sets drawn from
+    ``pool`` the way test examples draw theirs (generator ``[seed, 1, draw]``), averaged."""
     from bench.engine.data import collate
 
     texts = ["N/A", "", model.encoder.tokens.tok.mask_token or "N/A"]
     exs = [Example(text_a=t, text_b=t if task.is_pair else None, label=0) for t in texts]
-    batch = collate([model.encoder.encode(e) for e in exs], exs, model.pad_id)
+    enc = model.encoder
+    draws = DEMO_DRAWS if enc.r.demos_per_label and pool else 1
+    items, shown = [], []
+    for d in range(draws):
+        rng = np.random.default_rng([seed, 1, d])
+        items += [enc.encode(e, enc.choose_demos(e, list(pool), rng) if pool else ()) for e in exs]
+        shown += exs
+    batch = collate(items, shown, model.pad_id)
     model.eval()
     with torch.no_grad():
         probs = model(batch).softmax(-1).mean(0)
@@ -39,8 +53,16 @@ def content_free_log_prior(model, task) -> torch.Tensor:
 
 
 def calibrated(model, task, hp):
+    """Contextual calibration when ``hp["calibrate"]``: the prior a search found on the
+    cell's data (with demonstrations; ``hp["found"]``), else content-free inputs alone."""
     if hp.get("calibrate"):
-        model.head = CalibratedHead(model.head, content_free_log_prior(model, task))
+        found = (hp.get("found") or {}).get("content_free_log_prior")
+        prior = (
+            torch.tensor(found, device=next(model.head.buffers(), torch.empty(0)).device)
+            if found is not None
+            else content_free_log_prior(model, task)
+        )
+        model.head = CalibratedHead(model.head, prior.float())
     return model
 
 

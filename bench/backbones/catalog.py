@@ -54,6 +54,12 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["mlm", "causal", "encoder"]
 MODEL_CLASSES = {"mlm": AutoModelForMaskedLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}
+# What a classifier head reads by default, per kind: [CLS] on a BERT/RoBERTa-style masked LM
+# (as LM-BFF), the last non-pad token on a causal LM (the only one that has read the whole
+# input), the mean of the tokens on an encoder (sentence-embedding models are trained for it).
+POOLING = {"mlm": "cls", "causal": "last", "encoder": "mean"}
+POOLINGS = ("cls", "mean", "last")
+
 OFFLINE_CHOICES = ("smollm2-135m", "minilm-l6", "tiny-bert", "tiny-roberta", "tiny-llama")
 BUILD_STAMP = "tunebench-build.json"
 BUILD_RECIPE = 1  # bump when a tiny or cached build changes, so old caches are rebuilt
@@ -68,6 +74,7 @@ class BackboneSpec:
     hub_id: str | None  # the upstream model id, e.g. "roberta-large"
     description: str
     config: dict | None = None  # a transformers config dict known offline (for meta builds)
+    pooling: str | None = None  # what a classifier head reads; None = the kind's (POOLING)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,7 @@ _SPECS = [
             num_attention_heads=12,
             intermediate_size=1536,
         ),
+        pooling="mean",  # sentence-transformers trained it with mean pooling, not [CLS]
     ),
     BackboneSpec(
         "roberta-base", "mlm", "hub", "roberta-base", "RoBERTa base, 125M", dict(_ROBERTA, **_BASE)
@@ -263,6 +271,11 @@ class Backbone:
     @property
     def kind(self) -> str:
         return self.spec.kind
+
+    @property
+    def pooling(self) -> str:
+        """What a classifier head reads by default: "cls", "mean" or "last" (``POOLING``)."""
+        return self.spec.pooling or POOLING.get(self.kind, "cls")
 
     def num_parameters(self) -> int:
         return count_parameters(self.model)

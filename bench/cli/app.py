@@ -102,6 +102,7 @@ def cmd_tasks(args) -> int:
 def cmd_backbones(args) -> int:
     from bench.backbones.catalog import (
         CATALOG,
+        POOLING,
         availability,
         build_meta,
         count_parameters,
@@ -115,6 +116,7 @@ def cmd_backbones(args) -> int:
             {
                 "backbone": name,
                 "kind": spec.kind,
+                "pooling": spec.pooling or POOLING.get(spec.kind, "?"),  # a classifier head's
                 "source": spec.source,
                 "params": f"{n / 1e6:.1f}M" if n else "?",
                 "available": availability(name),

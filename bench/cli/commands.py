@@ -331,6 +331,10 @@ def cmd_methods(args) -> int:
     ]
     _print_table(rows, list(rows[0]))
     print(
+        "\npooling=auto|cls|mean|last: what a classifier head reads (every method with a pooled "
+        "classifier head); auto = the backbone's (`tunebench backbones`)"
+    )
+    print(
         "\nverbalizers (option verbalizer=NAME of every method that reads the LM head; "
         "the label shows it, e.g. prompt-finetune+kpt):"
     )

@@ -20,7 +20,7 @@ from bench.core.errors import TunebenchError, unknown
 
 PATH_PREFIX = "path:"
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]")  # "@": budget labels (lora@200steps)
 
 
 class PathError(TunebenchError):

@@ -194,8 +194,8 @@ _PRISTINE_DIGESTS: dict[tuple[str, str], str] = {}
 def feature_key(model, items: Sequence[Encoded]) -> str:
     """sha256 of exactly what determines a frozen trunk's features: the format of this key,
     torch's version, the device type and precision they are computed in, the body's class and
-    config, its weights and the adapter's (by content), and the rendered inputs (ids, read
-    positions, pseudo-token slots)."""
+    config, its weights and the adapter's (by content), how the head reads the states
+    (pooling), and the rendered inputs (ids, read positions, pseudo-token slots)."""
     device = model.body.get_input_embeddings().weight.device
     parts = {
         "format": KEY_FORMAT,
@@ -207,6 +207,7 @@ def feature_key(model, items: Sequence[Encoded]) -> str:
         "config": model.body.config.to_json_string(use_diff=False),
         "weights": trunk_digest(model),
         "adapter": type(model.adapter).__name__,
+        "pooling": getattr(model, "pooling", None),  # mean and [CLS] read the same rendering
         "inputs": [[list(e.ids), e.position, list(e.pseudo)] for e in items],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -5,6 +5,10 @@ leave trainable; the trainer and runner never look at a method's name.
 - ``adapter`` changes the input embeddings or the attention cache (soft prompts, prefixes);
   the default changes nothing. It returns how many positions it prepended, so the position
   the head reads moves with it.
+- ``pooling`` is what a classifier head reads: "cls" / "last" (the one position the encoder
+  put in ``position``: the first token, or the last non-pad token) or "mean" (the mean of
+  the attended tokens' states, virtual tokens of a prepended prompt included); ``None`` for
+  the LM head, which reads the answer position.
 - ``head`` maps the hidden state at the read position (B, H) to class scores (B, C): a
   ``ClassifierHead`` or a ``VerbalizerHead`` (the LM head restricted to label-word rows). A
   template with M answer slots gives it (B, M, H) (PTR's ``RuleHead``).
@@ -108,6 +112,7 @@ class TaskModel(nn.Module):
         head: nn.Module,
         adapter: nn.Module | None = None,
         regression: bool = False,
+        pooling: str | None = None,
     ):
         super().__init__()
         self.body = backbone.model.base_model
@@ -119,6 +124,7 @@ class TaskModel(nn.Module):
         self.adapter = adapter if adapter is not None else NoAdapter()
         self.encoder = encoder
         self.regression = regression
+        self.pooling = pooling
         self.backbone_name = backbone.name
         tok = backbone.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -144,8 +150,9 @@ class TaskModel(nn.Module):
 
     def features(self, batch: dict) -> torch.Tensor:
         """The hidden state the head reads, (B, H); (B, M, H) where each sequence has M read
-        positions (``position`` (B, M): several answers, PTR's sub-prompts). The adapter and the
-        body run under the model's precision (autocast); what the head reads is fp32."""
+        positions (``position`` (B, M): several answers, PTR's sub-prompts); with ``pooling ==
+        "mean"`` the mean over the sequence's real tokens instead. The adapter and the body run
+        under the model's precision (autocast); what the head reads is fp32."""
         batch = self.on_device(batch)  # callers may hand a CPU batch (frozen-feature passes)
         with precision.autocast(self.precision, batch["input_ids"].device):
             embeds = self.body.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
@@ -155,6 +162,10 @@ class TaskModel(nn.Module):
             embeds.requires_grad or any(p.requires_grad for p in self.trunk_parameters())
         )
         compute.account(self, batch["attention_mask"], shift, backward)
+        if self.pooling == "mean":
+            # A key/value prefix extends the mask (B, N + T) but not the states (B, T).
+            weights = mask[:, -hidden.shape[1] :, None].float()  # (B, T, 1)
+            return (hidden.float() * weights).sum(1) / weights.sum(1).clamp(min=1)  # in fp32
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         position = batch["position"] + shift  # (B,) or (B, M)
         if position.dim() == 2:

@@ -51,12 +51,16 @@ class Renderer:
     or pair encoding, for a classifier head) or "prompt" (the task's template and label words,
     for the LM head). ``demos_per_label``: training examples per label shown with their label
     word — after the query on a masked LM (LM-BFF), before it on a causal LM (GPT-3 style,
-    the answer must come last)."""
+    the answer must come last). ``demo_order``: "sorted" (grouped in label order, LM-BFF's
+    layout) or "random" (shuffled per example by the same seeded generator that picked them).
+    ``read``: where a plain rendering's head reads, "first" or "last" token."""
 
     style: str = "plain"
     prompt: Prompt | None = None
     demos_per_label: int = 0
     max_length: int = 128
+    demo_order: str = "sorted"
+    read: str = "first"
 
 
 def template_text(prompt: Prompt, example: Example, word: str | None = None) -> str:
@@ -239,7 +243,7 @@ class Encoder:
         room = r.max_length - len(t.prefix) - len(t.suffix)
         if r.style == "plain":
             ids = self.tokens.plain(ex.text_a, ex.text_b, r.max_length)
-            return Encoded(ids, 0 if self.kind != "causal" else len(ids) - 1)
+            return Encoded(ids, 0 if r.read == "first" else len(ids) - 1)
         demo_room = room // (len(demos) + 1) if demos else 0
         query, masks_at, pseudo = self._template(ex, room - demo_room * len(demos), None)
         shown = [self._template(d, demo_room - 1, self.word_ids[d.label])[0] for d in demos]
@@ -260,8 +264,9 @@ class Encoder:
     def choose_demos(
         self, ex: Example, pool: list[Example], rng: np.random.Generator
     ) -> list[Example]:
-        """``demos_per_label`` training examples of each label (never ``ex`` itself), in label
-        order, as LM-BFF samples them."""
+        """``demos_per_label`` training examples of each label (never ``ex`` itself), sampled
+        as LM-BFF does; in label order (``demo_order="sorted"``, LM-BFF's layout) or shuffled
+        by ``rng`` (``"random"``), so the last demonstration's label does not repeat."""
         if not self.r.demos_per_label:
             return []
         out = []
@@ -272,6 +277,8 @@ class Encoder:
                     len(cands), size=min(self.r.demos_per_label, len(cands)), replace=False
                 )
                 out += [cands[i] for i in sorted(picks)]
+        if self.r.demo_order == "random":
+            out = [out[i] for i in rng.permutation(len(out))]
         return out
 
 
@@ -344,13 +351,22 @@ def renderer(
     style: str,
     demos: int = 0,
     prompt: Prompt | None = None,
+    pooling: str = "cls",
 ) -> Renderer:
-    """``prompt``: a method's own version of the task's prompt (e.g. with pseudo tokens)."""
+    """``prompt``: a method's own version of the task's prompt (e.g. with pseudo tokens).
+    ``pooling`` (plain style): "last" reads the last token, else the first. The demonstration
+    order is ``hp["order"]``: "random", "sorted", or "auto" (sorted on a masked LM, as LM-BFF;
+    random on a causal LM, where the demonstrations come right before the query)."""
     if style == "prompt" and prompt is None:
         prompt = task_prompt(backbone, task, hp)
+    order = hp.get("order", "sorted")
+    if order == "auto":
+        order = "random" if backbone.kind == "causal" else "sorted"
     return Renderer(
         style=style,
         prompt=prompt,
         demos_per_label=demos,
         max_length=hp.get("max_length") or task.max_length,
+        demo_order=order,
+        read="last" if pooling == "last" else "first",
     )

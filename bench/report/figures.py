@@ -50,8 +50,13 @@ def render(table: Table) -> dict[str, dict[str, bytes]]:
     """{'params': {'png': ..., 'svg': ...}, 'seeds': {...}} for one table."""
     import matplotlib
 
+    from bench.report import budget
+
     with matplotlib.rc_context(RC):
-        return {"params": _save(params_figure(table)), "seeds": _save(seeds_figure(table))}
+        out = {"params": _save(params_figure(table)), "seeds": _save(seeds_figure(table))}
+        if budget.curves(table):  # a table of training budgets: test score vs steps
+            out["steps"] = _save(budget.steps_figure(table))
+        return out
 
 
 def _new_figure(size):

@@ -20,7 +20,7 @@ import csv
 import io
 import re
 
-from bench.report import fmt, predicted
+from bench.report import fmt, predicted, significance, training
 from bench.report.aggregate import Aggregate, Column, Table, column_key
 from bench.report.published import Match, Source
 
@@ -83,12 +83,17 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
     out += ["|" + "---|" * 2 + "---:|" * (len(headers) - 2 + len(EFFICIENCY_HEADERS))]
     best = {c: fmt.best_rows(table, c) for c in table.columns}
     best_avg = fmt.best_average(table)
+    found = significance.comparisons(table)
+    same_as_best = significance.not_significant(table, found)
     for row in table.rows:
         cells = [md_text(row.method_label), md_text(row.family)]
         for col in table.columns:
             cell = row.cells[col]
             text = fmt.cell_text(cell)
             text = f"**{text}**" if row.method_label in best[col] else text
+            if (row.method_label, col) in same_as_best:
+                text += " " + significance.NOT_SIGNIFICANT
+            text += training.cell_marker(row, col)
             cells.append(text + (f" [{cell.marker}]" if cell.marker else ""))
         if with_avg:
             avg = fmt.score(row.average)
@@ -96,6 +101,7 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
             cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
         out.append(_md_row(cells + efficiency_cells(row.efficiency())))
     out.append("")
+    out += significance.markdown(table, found, _md_row, md_text) + training.markdown(table)
     out += [f"![{md_line(alt)}]({path})" for alt, path in figures]
     return out + [""]
 

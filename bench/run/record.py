@@ -9,11 +9,17 @@ Schema ``tunebench.run/1`` (every key always present; values null where not appl
   label words: what the model read, a searched one included), verbalizer (the head's own
   description, e.g. the word lists of a multi-word verbalizer; null for one word per class),
   max_length, precision (resolved: fp32 | bf16 | fp16; ``auto`` in hyperparameters becomes
-  what the device runs fast), split (fingerprint, sizes, short labels), data_root
+  what the device runs fast), pooling (what a classifier head read: cls | mean | last; null
+  for the LM head), demonstrations (per_label, order: sorted | random, how sampled; null
+  without them), split (fingerprint, sizes, short labels), data_root
 - ``found``: what a prompt or verbalizer search found before training (searched methods:
   template, words, candidates and their dev scores); null otherwise
 - ``dev``: the best dev state's metrics and ``best_step``; ``test``: {test-set name: metrics};
   ``primary_metric``; ``test_score`` (the primary metric on the first test set)
+- ``predictions``: {test-set name: labels, pred (class index per example in the test file's
+  order; a string of digits when every class is one digit, else a list), probs (one string:
+  per example, space-separated, its class probabilities comma-separated with 4 decimals)};
+  for example-by-example comparisons
 - ``history``: one entry per dev evaluation (step, train_loss, dev_loss, dev_<metric>)
 - ``params``: trainable, method, head, backbone_total, trainable_pct_of_backbone
 - ``memory``: peak_bytes of one training step (inference batch for untrained methods), how
@@ -75,6 +81,7 @@ def new_record(cell: dict, device: str) -> dict:
         "test": None,
         "primary_metric": None,
         "test_score": None,
+        "predictions": None,
         "history": [],
         "params": None,
         "memory": None,

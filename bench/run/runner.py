@@ -112,6 +112,7 @@ def _trial(method, backbone_name, task, split, hp, device, report, progress) -> 
     torch.manual_seed(split.seed)  # searches, heads and adapters start from the cell's seed
     with compute.phase("search"):
         found, search_s = prepare(method, backbone, task, split, hp)
+    found = found or None  # a search with nothing to find (e.g. in-context uncalibrated)
     if found is not None:
         hp = {**hp, "found": found}
     torch.manual_seed(split.seed)
@@ -164,12 +165,13 @@ def finish_record(
     """Evaluate the chosen configuration on the test set(s) and fill the record."""
     model, h = trial.model, Hyper.from_dict(trial.hp)
     backbone = pristine_backbone(backbone_name)
-    tests, eval_s, eval_n = {}, 0.0, 0
+    tests, predictions, eval_s, eval_n = {}, {}, 0.0, 0
     meter = trial.meter if trial.meter is not None else compute.Meter()
     for name, rows in split.test.items():
         with compute.metering(meter), compute.phase("test:" + name):
             ev = evaluate(model, task, rows, split.train, split.seed, h.eval_batch_size)
         tests[name] = ev.metrics
+        predictions[name] = test_predictions(ev.logits, rows)
         eval_s, eval_n = eval_s + ev.seconds, eval_n + ev.examples
     primary = task.metrics[0]
     prompt = model.encoder.r.prompt  # the template the model read, if any
@@ -190,6 +192,8 @@ def finish_record(
             },
             "max_length": model.encoder.r.max_length,
             "precision": trial.precision,
+            "pooling": model.pooling,  # what a classifier head read; null: the LM head
+            "demonstrations": demonstrations(model.encoder.r),
             "split": {
                 "fingerprint": split.fingerprint,
                 "short": split.short,
@@ -204,6 +208,7 @@ def finish_record(
         test=tests,
         primary_metric=primary,
         test_score=next(iter(tests.values()))[primary],
+        predictions=predictions,
         history=trial.history,
         params=parameter_report(model, backbone.num_parameters()),
         memory={**trial.memory, "device": str(device)},
@@ -218,6 +223,38 @@ def finish_record(
         },
     )
     return record
+
+
+def digits(values) -> str | list[int]:
+    """Class indices, compactly: one character per example when every class is one digit."""
+    values = [int(v) for v in values]
+    return "".join(map(str, values)) if all(0 <= v <= 9 for v in values) else values
+
+
+def test_predictions(logits, rows) -> dict:
+    """Per test example, in the test file's order: the gold label, the predicted class and
+    the class probabilities, so two records can be compared example by example and scored by
+    any metric of the probabilities. The probabilities are one line of text (a list of
+    lists would take a line per number in the indented record): examples separated by
+    spaces, classes by commas, 4 decimals ("0.1234,0.8766 0.5001,0.4999 ...")."""
+    probs = torch.from_numpy(logits).float().softmax(-1)  # (N, C)
+    return {
+        "labels": digits(ex.label for ex in rows),
+        "pred": digits(probs.argmax(-1).tolist()),
+        "probs": " ".join(",".join(f"{p:.4f}" for p in row) for row in probs.tolist()),
+    }
+
+
+def demonstrations(r) -> dict | None:
+    """How demonstrations were chosen and laid out (null without them)."""
+    if not r.demos_per_label:
+        return None
+    return {
+        "per_label": r.demos_per_label,
+        "order": r.demo_order,
+        "sampling": "per example: numpy default_rng([seed, index in its set]) at inference, "
+        "the training generator in training; never the example itself",
+    }
 
 
 def compute_report(model, meter: compute.Meter, test_sets: list[str]) -> dict:

@@ -15,6 +15,12 @@ A profile is read as written, with no includes or inheritance. Its keys:
   by ``--dry-run`` and used by the progress bar's ETA).
 - ``[overrides.<method>]`` (with ``methods = "all"`` only): settings for one method over the
   profile's, e.g. a small search budget for a method whose defaults are sized for real runs.
+- ``steps`` (a list of training budgets, at the top or in a ``[[methods]]`` entry, the entry's
+  first) crosses every method that trains with each budget: the fixed setting ``steps = N``,
+  ``eval_every = max(1, N // evals_per_run)`` (``evals_per_run``, default 5: a dev curve of
+  the same shape at every budget), and the label ``<method label>@<N>steps``, so each budget
+  is its own row and record (budget curves: ``budget.toml``). Methods that do not train run
+  once, unlabelled.
 
 Fixed settings are never searched. ``plan`` turns a profile into cells, checking every name
 and setting before any work starts.
@@ -42,8 +48,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 _TOP_KEYS = {"description", "backbones", "tasks", "k", "seeds", "partial", "methods", "search",
-             "settings", "overrides"}  # fmt: skip
-_ENTRY_KEYS = {"method", "settings", "backbones", "trials", "seeds", "estimate_s"}
+             "settings", "overrides", "steps", "evals_per_run"}  # fmt: skip
+_ENTRY_KEYS = {"method", "settings", "backbones", "trials", "seeds", "estimate_s", "steps"}
+BUDGET_MARK = "@"  # label of a budget row: "<method label>@<N>steps"
+DEFAULT_EVALS_PER_RUN = 5
 
 
 class ProfileError(TunebenchError):
@@ -60,6 +68,7 @@ class Entry:
     trials: int | None  # None: the search's
     estimate_s: float | None
     seeds: tuple[int, ...] | None = None  # None: the profile's
+    steps: tuple[int, ...] | None = None  # training budgets to cross; None: the profile's
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,8 @@ class Profile:
     settings: dict
     entries: tuple[Entry, ...] | str  # or "all"
     overrides: dict = dataclasses.field(default_factory=dict)  # method -> settings ("all")
+    steps: tuple[int, ...] | None = None  # training budgets crossed with every trained method
+    evals_per_run: int = DEFAULT_EVALS_PER_RUN
 
 
 def packaged() -> list[str]:
@@ -159,6 +170,8 @@ def parse(raw: dict, name: str, path: Path) -> Profile:
         settings=dict(settings),
         entries=entries,
         overrides=overrides,
+        steps=_budgets(raw.get("steps"), where),
+        evals_per_run=_positive(raw.get("evals_per_run", DEFAULT_EVALS_PER_RUN), where),
     )
 
 
@@ -191,6 +204,22 @@ def _search(raw, where: str) -> SearchConfig:
     if config.mode == "grid" and not config.grid:
         raise ProfileError(f"{where}: grid mode needs [search.grid] (name = [values])")
     return config
+
+
+def _budgets(values, where: str) -> tuple[int, ...] | None:
+    if values is None:
+        return None
+    if not values or not all(type(v) is int and v > 0 for v in _ints(values, "steps", where)):
+        raise ProfileError(f"{where}: steps must be a non-empty list of positive integers")
+    if len(set(values)) != len(values):
+        raise ProfileError(f"{where}: steps {values} repeats a budget; list each once")
+    return tuple(values)
+
+
+def _positive(value, where: str) -> int:
+    if type(value) is not int or value < 1:
+        raise ProfileError(f"{where}: evals_per_run must be a positive integer, got {value!r}")
+    return value
 
 
 def _overrides(raw, entries, where: str) -> dict:
@@ -230,6 +259,7 @@ def _entry(raw: dict, where: str) -> Entry:
         if estimate_s is not None
         else None,
         seeds=tuple(_seeds(seeds, at, "seeds")) if seeds is not None else None,
+        steps=_budgets(raw.get("steps"), at),
     )
 
 
@@ -324,10 +354,10 @@ def plan(profile: Profile, data_root: Path | None) -> tuple[list[SweepCell], lis
     cells, notes, seen = [], [], set()
     for backbone in _all_backbones(profile):
         for task in _tasks(profile, data_root):
-            for entry in _entries(profile):
+            for entry, budget in _entries_and_budgets(profile):
                 if backbone not in (entry.backbones or profile.backbones):
                     continue
-                run = _method_run(profile, entry, backbone, task, notes)
+                run = _method_run(profile, entry, backbone, task, notes, budget)
                 if run is None:
                     continue
                 method, label, settings, search = run
@@ -346,11 +376,38 @@ def plan(profile: Profile, data_root: Path | None) -> tuple[list[SweepCell], lis
     return cells, notes
 
 
-def _method_run(profile: Profile, entry: Entry, backbone: str, task: str, notes: list[str]):
-    """(method, label, fixed settings, search) for an entry on ``backbone`` and ``task``; None
-    (with a note) if the method cannot run there and the profile takes "all" methods."""
+def _entries_and_budgets(profile: Profile) -> list[tuple[Entry, int | None]]:
+    """Each entry with each training budget it is crossed with (None: run once, as its
+    settings say; a method that does not train is not crossed)."""
+    out = []
+    for entry in _entries(profile):
+        steps = entry.steps or profile.steps
+        budgets = steps if steps and get_method(entry.method).trains else (None,)
+        out += [(entry, b) for b in budgets]
+    return out
+
+
+def budget_settings(steps: int, evals_per_run: int) -> dict:
+    """The fixed settings of one training budget: ``steps`` and a dev evaluation every
+    ``steps // evals_per_run`` steps (at least 1; the last step is always evaluated)."""
+    return {"steps": steps, "eval_every": max(1, steps // evals_per_run)}
+
+
+def _method_run(
+    profile: Profile,
+    entry: Entry,
+    backbone: str,
+    task: str,
+    notes: list[str],
+    budget: int | None = None,
+):
+    """(method, label, fixed settings, search) for an entry on ``backbone`` and ``task`` (at
+    training budget ``budget`` steps, if given); None (with a note) if the method cannot run
+    there and the profile takes "all" methods."""
     method = get_method(entry.method)
     settings = {**profile.settings, **entry.settings}
+    if budget is not None:
+        settings.update(budget_settings(budget, profile.evals_per_run))
     _hyperparameters(method, profile.settings, profile, "[settings]")  # each value, named
     at = f"[overrides.{method.name}]" if profile.entries == "all" else f"[[methods]] {method.name}"
     hp = _hyperparameters(method, settings, profile, f"{at} settings")
@@ -364,7 +421,8 @@ def _method_run(profile: Profile, entry: Entry, backbone: str, task: str, notes:
     if entry.trials is not None:
         search = dataclasses.replace(search, trials=entry.trials)
     _check_fixed(method, settings, search, profile)
-    return method, method.label(hp), settings, search
+    label = method.label(hp) + (f"{BUDGET_MARK}{budget}steps" if budget is not None else "")
+    return method, label, settings, search
 
 
 def _all_backbones(profile: Profile) -> list[str]:
