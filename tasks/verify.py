@@ -28,10 +28,15 @@ SHA256_FILE = REFERENCE_DIR / "original.sha256"
 KSHOT_FILE = REFERENCE_DIR / "lmbff-k-shot-16.md5"
 
 
+def _lines(path) -> list[str]:
+    """A checksum file's entries (``#`` lines say where it comes from)."""
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
 def known_sha256() -> dict[str, str]:
     """``<task>/<file>`` (relative to the data root) -> sha256."""
     out = {}
-    for line in SHA256_FILE.read_text().splitlines():
+    for line in _lines(SHA256_FILE):
         digest, name = line.split(maxsplit=1)
         out[name.removeprefix("original/")] = digest
     return out
@@ -40,7 +45,7 @@ def known_sha256() -> dict[str, str]:
 def lmbff_kshot_md5() -> dict[str, str]:
     """``<task>/16-<seed>/<file>`` -> md5, LM-BFF's published checksums."""
     out = {}
-    for line in KSHOT_FILE.read_text().splitlines():
+    for line in _lines(KSHOT_FILE):
         digest, name = line.split()
         out[name] = digest
     return out
