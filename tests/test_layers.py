@@ -19,7 +19,14 @@ LAYERS: dict[str, set[str]] = {
     "bench.engine": {"bench.core", "bench.backbones", "tasks"},
     "methods": {"bench.core", "bench.backbones", "tasks", "bench.engine"},
     "bench.run": {"bench.core", "bench.backbones", "tasks", "bench.engine", "methods"},
-    "bench.sweep": {"bench.core", "bench.backbones", "tasks", "bench.engine", "methods", "bench.run"},
+    "bench.sweep": {
+        "bench.core",
+        "bench.backbones",
+        "tasks",
+        "bench.engine",
+        "methods",
+        "bench.run",
+    },
     "bench.report": {"bench.core", "tasks"},
     "bench.cli": {"*"},
     "bench.benchmarks": {"*"},
@@ -60,7 +67,9 @@ def graph() -> dict[str, set[str]]:
 
 
 def layer(module: str) -> str:
-    return max((name for name in LAYERS if module == name or module.startswith(name + ".")), key=len)
+    return max(
+        (name for name in LAYERS if module == name or module.startswith(name + ".")), key=len
+    )
 
 
 def cycles(g: dict[str, set[str]]) -> list[list[str]]:
@@ -114,7 +123,10 @@ def test_layers_import_downward_only():
 
 def test_every_package_says_what_it_holds_and_may_import():
     for m, p in modules().items():
-        if p.name == "__init__.py" and m in LAYERS | {"methods.prompting": 0, "methods.verbalizers": 0}:
+        if p.name == "__init__.py" and m in LAYERS | {
+            "methods.prompting": 0,
+            "methods.verbalizers": 0,
+        }:
             doc = ast.get_docstring(ast.parse(p.read_text())) or ""
             assert "may import" in doc.lower() or m in ("bench.benchmarks",), m
 

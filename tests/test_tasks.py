@@ -118,7 +118,9 @@ def test_wrong_column_count_names_file_and_line(tmp_path):
 
 def test_label_outside_task_labels_names_file_and_line(tmp_path):
     root = _root_with(tmp_path, "cr", {"train.csv": b"0,good\n1,bad\n7,what\n"})
-    with pytest.raises(DataError, match=r"cr/train.csv:3: label '7' is not one of task cr's labels"):
+    with pytest.raises(
+        DataError, match=r"cr/train.csv:3: label '7' is not one of task cr's labels"
+    ):
         read_examples(get_task("cr"), "train", root)
 
 
