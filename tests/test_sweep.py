@@ -57,6 +57,18 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", *args, "--threads", "1", "--no-progress"]
 
 
+def check_precision_and_work(datas, results: Path) -> None:
+    """The setting's precision and the cell's work are in every record; the frozen trunks'
+    features went to the results' disk cache."""
+    for data in datas:
+        rec = json.loads(data)
+        assert rec["config"]["precision"] in ("fp32", "bf16")
+        cell, chosen = rec["compute"]["cell"]["flops"], rec["compute"]["total"]["flops"]
+        assert cell >= chosen >= 0  # 0: a frozen trunk that found everything cached
+        assert chosen > 0 or rec["params"]["trainable"] < rec["params"]["backbone_total"]
+    assert list((results / "cache" / "features").rglob("*.safetensors"))
+
+
 def records(results: Path) -> dict[str, bytes]:
     """Every record file under ``results`` (relative path -> bytes)."""
     return {
@@ -442,13 +454,7 @@ def test_smoke_profile_end_to_end(tmp_path, data_root):
         assert all(t["state"] in ("COMPLETE", "PRUNED", "FAIL") for t in rec["trials"])
         assert len(rec["trials"]) == rec["search"]["n_trials"]
     assert not [p for p in results.rglob("*") if p.suffix in (".claim", ".tmp")]
-    for data in written.values():  # the setting's precision and the cell's work, in every record
-        rec = json.loads(data)
-        assert rec["config"]["precision"] in ("fp32", "bf16")
-        cell, chosen = rec["compute"]["cell"]["flops"], rec["compute"]["total"]["flops"]
-        assert cell >= chosen >= 0  # 0: a frozen trunk that found everything cached
-        assert chosen > 0 or rec["params"]["trainable"] < rec["params"]["backbone_total"]
-    assert list((results / "cache" / "features").rglob("*.safetensors"))
+    check_precision_and_work(written.values(), results)
 
 
 @pytest.mark.slow
@@ -476,13 +482,7 @@ def test_a_killed_sweep_resumes_without_redoing_or_losing_cells(tmp_path, data_r
     rerun = lines_by_cell(second.stdout)
     assert sorted(f"small/{c}.json" for c in rerun) == sorted(set(after) - set(before))
     assert not [p for p in results.rglob("*") if p.suffix in (".claim", ".tmp")]
-    for data in after.values():  # the setting's precision and the cell's work, in every record
-        rec = json.loads(data)
-        assert rec["config"]["precision"] in ("fp32", "bf16")
-        cell, chosen = rec["compute"]["cell"]["flops"], rec["compute"]["total"]["flops"]
-        assert cell >= chosen >= 0  # 0: a frozen trunk that found everything cached
-        assert chosen > 0 or rec["params"]["trainable"] < rec["params"]["backbone_total"]
-    assert list((results / "cache" / "features").rglob("*.safetensors"))
+    check_precision_and_work(after.values(), results)
 
 
 @pytest.mark.slow
