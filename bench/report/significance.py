@@ -178,17 +178,18 @@ def _pts(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.1f}"
 
 
-def markdown(table: Table, found: dict | None, md_row, md_text) -> list[str]:
-    """The comparisons of one table as Markdown lines (empty when there are none); ``md_row``
-    and ``md_text`` are the report's cell rendering (``bench.report.text``), which escapes
-    what comes from records (method labels) as in every other table."""
+HEADER = ["Method", "Against", "Column", "Seeds", "Mean diff.", "t-test p",
+          "Bootstrap diff. [95% CI]", "Significant"]  # fmt: skip
+ALIGN = "|---|---|---|---:|---:|---:|---:|---|"
+
+
+def table_rows(table: Table, found: dict | None = None) -> list[list[str]]:
+    """The comparisons of one table as rows of ``HEADER``'s cells, against the best first, then
+    against the baseline; the first two cells are method labels as records have them (the
+    writers escape them as in every other table)."""
     found = found or comparisons(table)
     rows = [("best", c) for c in found["best"]] + [("baseline", c) for c in found["baseline"]]
-    if not rows:
-        return []
-    head = "| Method | Against | Column | Seeds | Mean diff. | t-test p | Bootstrap diff. [95% CI] | Significant |"
-    out = ["Paired differences (points x100). " + caption(), "", head]
-    out.append("|---|---|---|---:|---:|---:|---:|---|")
+    out = []
     for kind, c in rows:
         boot = (
             "n/a"
@@ -197,7 +198,6 @@ def markdown(table: Table, found: dict | None, md_row, md_text) -> list[str]:
         )
         p = "n/a" if c.t_p is None else "<0.001" if c.t_p < 0.001 else f"{c.t_p:.3f}"
         sig = {True: "yes", False: "no", None: "n/a"}[c.significant]
-        label, against = md_text(c.row), f"{md_text(c.against)} ({kind})"
-        cells = [label, against, c.column.label, str(len(c.seeds)), _pts(c.mean_diff), p, boot]
-        out.append(md_row([*cells, sig]))
-    return out + [""]
+        out.append([c.row, f"{c.against} ({kind})", c.column.label, str(len(c.seeds)),
+                    _pts(c.mean_diff), p, boot, sig])  # fmt: skip
+    return out

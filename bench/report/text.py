@@ -101,7 +101,7 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
             cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
         out.append(_md_row(cells + efficiency_cells(row.efficiency())))
     out.append("")
-    out += significance.markdown(table, found, _md_row, md_text) + training.markdown(table)
+    out += _md_significance(table, found) + training.markdown(table)
     out += [f"![{md_line(alt)}]({path})" for alt, path in figures]
     return out + [""]
 
@@ -210,6 +210,17 @@ def markdown(agg: Aggregate, figures: dict[str, list[tuple[str, str]]], sources,
     lines += [f"- {md_line(note)}" for note in predicted_notes(agg)]
     lines += [f"- {md_line(note)}" for note in agg.notes]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_significance(table: Table, found: dict | None) -> list[str]:
+    """The table's paired comparisons (``bench.report.significance``), labels escaped."""
+    rows = significance.table_rows(table, found)
+    if not rows:
+        return []
+    out = ["Paired differences (points x100). " + significance.caption(), ""]
+    out += [_md_row(significance.HEADER), significance.ALIGN]
+    out += [_md_row([md_text(r[0]), md_text(r[1]), *r[2:]]) for r in rows]
+    return out + [""]
 
 
 def predicted_notes(agg: Aggregate) -> list[str]:
