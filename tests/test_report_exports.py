@@ -109,8 +109,8 @@ def test_hostile_labels_are_inert_in_every_output(tmp_path):
         path.write_text(json.dumps(rec))
     write_all(tmp_path, [record("zero-shot", "SST-2", s, 0.7) for s in (13, 21)])
     make_report(tmp_path)
-    rows = list(csv.reader(io.StringIO((tmp_path / "leaderboard.csv").read_text())))
-    labels = [r[3] for r in rows[1:]]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "leaderboard.csv").read_text())))
+    labels = [r["method_label"] for r in rows]
     assert "'=cmd|' /C calc'!A0" in labels and "<script>alert(1)</script>" in labels
     cells = list(csv.DictReader(io.StringIO((tmp_path / "cells.csv").read_text())))
     assert {c["method_label"] for c in cells} >= {"'=cmd|' /C calc'!A0"}

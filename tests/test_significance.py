@@ -3,6 +3,8 @@ answers (bench/report/significance.py, bench/report/training.py)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 
 import numpy as np
@@ -93,6 +95,28 @@ def test_comparisons_against_best_and_baseline(tmp_path):
     assert significance.NOT_SIGNIFICANT in lora_line
     assert significance.NOT_SIGNIFICANT not in ft_line
     assert "paired t-test" in md and "1000 resamples" in md
+    # the page marks the same cell and lists every comparison; the CSVs say it in words
+    out = build_outputs(root)
+    page = out["leaderboard.html"].decode()
+    rows = {r.split("</td>", 3)[2].rsplit(">", 1)[1]: r for r in page.split("<tr ")[1:]}
+    mark = f'<span class="mark">{significance.NOT_SIGNIFICANT}</span>'
+    assert mark in rows["lora"] and mark not in rows["finetune"]
+    assert mark not in rows["prompt-finetune"]
+    assert '<section id="significance">' in page and page.count("(best)</td>") == 2
+    board = {
+        r["method_label"]: r for r in csv.DictReader(io.StringIO(out["leaderboard.csv"].decode()))
+    }
+    verdicts = {k: v["SST-2 vs best"] for k, v in board.items()}
+    assert verdicts == {
+        "prompt-finetune": "best",
+        "lora": "not significant",
+        "finetune": "significant",
+    }
+    assert board["lora"]["precision"] == "fp32"
+    sig = list(csv.DictReader(io.StringIO(out["significance.csv"].decode())))
+    assert len(sig) == len(found["best"]) + len(found["baseline"]) == 4
+    lora_best = next(r for r in sig if r["Method"] == "lora" and r["Against"].endswith("(best)"))
+    assert lora_best["Significant"] == "no" and lora_best["Seeds"] == "3"
 
 
 def test_records_without_predictions_get_the_seed_test_only(tmp_path):
@@ -133,6 +157,17 @@ def test_undertrained_rule_on_hand_made_histories(tmp_path):
     root, table = _table(tmp_path, recs)
     ft = next(r for r in table.rows if r.method_label == "finetune")
     assert training.cell_marker(ft, table.columns[0]) == " [under-trained: 2/3 seeds]"
+    out = build_outputs(root)
+    board = {
+        r["method_label"]: r for r in csv.DictReader(io.StringIO(out["leaderboard.csv"].decode()))
+    }
+    assert board["finetune"]["SST-2 under-trained seeds"] == "2/3"
+    assert board["zero-shot"]["SST-2 under-trained seeds"] == ""
+    page = out["leaderboard.html"].decode()
+    ft_row = next(r for r in page.split("<tr ")[1:] if ">finetune</td>" in r)
+    assert f'<span class="mark">{training.MARK}</span>' in ft_row and "2/3 seeds" in ft_row
+    zs_row = next(r for r in page.split("<tr ")[1:] if ">zero-shot</td>" in r)
+    assert training.MARK not in zs_row
     md = build_outputs(root)["leaderboard.md"].decode()
     assert "[under-trained: 2/3 seeds]" in md and "still rising at the last evaluation" in md
     zs_line = next(line for line in md.splitlines() if line.startswith("| zero-shot |"))

@@ -9,7 +9,7 @@ import base64
 from html import escape
 from importlib import resources
 
-from bench.report import fmt, text
+from bench.report import fmt, significance, text, training
 from bench.report.aggregate import Aggregate, Cell, Row, Table
 from bench.report.published import Match, Source
 
@@ -38,19 +38,28 @@ def _seed_title(cell: Cell) -> str:
     return "; ".join(parts)
 
 
-def _score_td(cell: Cell, best: bool, task: str) -> str:
+def _score_td(cell: Cell, best: bool, task: str, same_as_best: bool, undertrained: str) -> str:
+    """A score cell: ``same_as_best`` adds the not-significant mark, ``undertrained`` is
+    ``training.cell_marker``'s text (or '')."""
     st = cell.stats
     value = "" if st.mean is None else f"{st.mean:.6f}"
     cls = "best" if best else ("none" if st.mean is None else "")
-    mark = f'<span class="mark">{escape(cell.marker.split(";")[0])}</span>' if cell.marker else ""
-    title = escape(_seed_title(cell) + (f" — {cell.marker}" if cell.marker else ""))
+    marks = [significance.NOT_SIGNIFICANT] if same_as_best else []
+    marks += [training.MARK] if undertrained else []
+    marks += [cell.marker.split(";")[0]] if cell.marker else []
+    mark = "".join(f'<span class="mark">{escape(m)}</span>' for m in marks)
+    notes = [_seed_title(cell)]
+    notes += ["not significantly different from the column's best"] if same_as_best else []
+    notes += [undertrained.strip(" []")] if undertrained else []
+    notes += [cell.marker] if cell.marker else []
+    title = escape(" — ".join(notes))
     return (
         f'<td class="{cls}" data-task="{escape(task)}" data-value="{value}" title="{title}">'
         f"{escape(fmt.cell_text(cell))}{mark}</td>"
     )
 
 
-def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str]) -> str:
+def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str], same: set) -> str:
     eff = row.efficiency()
     colour = fmt.family_colour(row.family)
     tds = [
@@ -65,7 +74,15 @@ def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str]) -> str
         if cell is None:
             tds.append(f'<td data-task="{escape(col.task)}" data-value=""></td>')
         else:
-            tds.append(_score_td(cell, row.method_label in best.get(col, ()), col.task))
+            tds.append(
+                _score_td(
+                    cell,
+                    row.method_label in best.get(col, ()),
+                    col.task,
+                    (row.method_label, col) in same,
+                    training.cell_marker(row, col),
+                )
+            )
     if len(columns) > 1:
         avg = "" if row.average is None else f"{row.average:.6f}"
         cls = "best" if row.method_label in best_avg else ""
@@ -85,7 +102,7 @@ def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str]) -> str
     return f"<tr {data}>" + "".join(tds) + "</tr>"
 
 
-def _leaderboard(agg: Aggregate) -> list[str]:
+def _leaderboard(agg: Aggregate, compared: dict[int, dict]) -> list[str]:
     columns = text.all_columns(agg)
     th = ['<th class="text" data-type="text">Setting</th>']
     th += ['<th class="text" data-type="text">Backbone</th>']
@@ -108,7 +125,8 @@ def _leaderboard(agg: Aggregate) -> list[str]:
     for t in agg.tables:
         best = {c: fmt.best_rows(t, c) for c in t.columns}
         best_avg = fmt.best_average(t)
-        rows += [_row(t, r, columns, best, best_avg) for r in t.rows]
+        same = significance.not_significant(t, compared[id(t)])
+        rows += [_row(t, r, columns, best, best_avg, same) for r in t.rows]
     settings = sorted({t.setting.label for t in agg.tables})
     backbones = sorted({t.backbone for t in agg.tables})
     families = [f for f in fmt.FAMILIES if any(r.family == f for t in agg.tables for r in t.rows)]
@@ -123,7 +141,8 @@ def _leaderboard(agg: Aggregate) -> list[str]:
         '<span id="shown"></span></form>',
         '<p class="caption">Click a column header to sort (again to reverse). Bold: best mean '
         "per column within its setting and backbone, among cells with every seed. Hover a score "
-        "for its seeds.</p>",
+        f"for its seeds. {escape(significance.caption())} {escape(training.MARK)}: "
+        f"{escape(training.RULE)} Every paired comparison is listed under Significance.</p>",
         '<div class="scroll"><table id="leaderboard"><thead><tr>' + "".join(th) + "</tr></thead>",
         "<tbody>",
         *rows,
@@ -152,6 +171,20 @@ def _figures(agg: Aggregate, figures: dict[str, dict[str, dict[str, bytes]]]) ->
                     f'<figure><img alt="{escape(caption)}" src="data:image/svg+xml;base64,{data}">'
                     f"<figcaption>{escape(caption)}</figcaption></figure>"
                 )
+    return out + ["</section>"]
+
+
+def _significance(agg: Aggregate, compared: dict[int, dict]) -> list[str]:
+    """Every table's paired comparisons: against its column's best and against the baseline."""
+    out = ['<section id="significance"><h2>Significance</h2>']
+    out.append(
+        f'<p class="caption">Paired differences (points x100). {escape(significance.caption())}</p>'
+    )
+    for t in agg.tables:
+        rows = significance.table_rows(t, compared[id(t)])
+        if rows:
+            out.append(f"<h3>{escape(t.setting.label)} — {escape(t.backbone)}</h3>")
+            out.append(_simple_table(significance.HEADER, rows))
     return out + ["</section>"]
 
 
@@ -187,6 +220,7 @@ def _published(sources: list[Source], found: list[Match]) -> list[str]:
 def page(agg: Aggregate, figures, sources: list[Source], found: list[Match]) -> str:
     n_ok = sum(r.ok for r in agg.records)
     notes = text.memory_notes(agg) + text.predicted_notes(agg) + agg.notes
+    compared = {id(t): significance.comparisons(t) for t in agg.tables}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -202,7 +236,8 @@ def page(agg: Aggregate, figures, sources: list[Source], found: list[Match]) -> 
         '<section id="protocol"><h2>How the numbers are made</h2><ul>',
         *(f"<li>{escape(line)}</li>" for line in fmt.protocol_lines(agg)),
         "</ul></section>",
-        *_leaderboard(agg),
+        *_leaderboard(agg, compared),
+        *_significance(agg, compared),
         *_figures(agg, figures),
         *_published(sources, found),
         '<section id="notes"><h2>Notes</h2><ul>',

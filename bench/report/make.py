@@ -51,6 +51,7 @@ def build_outputs(results_dir: Path, ddof: int = DEFAULT_DDOF) -> dict[str, byte
     out["leaderboard.md"] = text.markdown(agg, md_figures, sources, found).encode()
     out["leaderboard.csv"] = text.leaderboard_csv(agg).encode()
     out["cells.csv"] = text.cells_csv(agg).encode()
+    out["significance.csv"] = text.significance_csv(agg).encode()
     out["leaderboard.html"] = html.page(agg, rendered, sources, found).encode()
     return out
 

@@ -285,27 +285,36 @@ def _num(x: float | None, scale: float = 100.0, digits: int = 2) -> str:
 
 
 def leaderboard_csv(agg: Aggregate) -> str:
-    """One row per (setting, backbone, method); per column: mean and std x100, and seeds."""
+    """One row per (setting, backbone, method); per column: mean and std x100, seeds, whether
+    the score differs significantly from the column's best (``bench.report.significance``) and
+    how many seeds were under-trained (``bench.report.training``)."""
     columns = all_columns(agg)
-    header = ["profile", "k", "backbone", "method_label", "method", "family"]
+    header = ["profile", "k", "precision", "backbone", "method_label", "method", "family"]
     for c in columns:
         name = f"{c.label} {c.metric} x100"
         header += [f"{name} mean", f"{name} std (ddof={agg.ddof})", f"{c.label} seeds"]
+        header += [f"{c.label} vs best", f"{c.label} under-trained seeds"]
     with_avg = len(columns) > 1  # one column: its average would repeat it
     header += ["average x100", "average note"] if with_avg else []
     header += ["trainable params", "trainable % of backbone"]
     header += ["peak memory MiB", "train time s", "trials per seed"]
     rows = [header]
     for t in agg.tables:
+        found = significance.comparisons(t)
+        verdicts = {(c.row, c.column): c.significant for c in found["best"]}
         for r in t.rows:
-            line = [t.setting.profile, t.setting.k, t.backbone, r.method_label, r.method, r.family]
+            line = [t.setting.profile, t.setting.k, t.setting.precision, t.backbone]
+            line += [r.method_label, r.method, r.family]
             for c in columns:
                 cell = r.cells.get(c)
                 if cell is None:
-                    line += ["", "", ""]
+                    line += ["", "", "", "", ""]
                     continue
                 seeds = cell.marker or f"{cell.stats.n}/{len(cell.expected)} seeds"
                 line += [_num(cell.stats.mean), _num(cell.stats.std), seeds]
+                line += [_verdict(verdicts, r.method_label, c, cell.stats.mean)]
+                n, of = training.counts(r, c)
+                line += [f"{n}/{of}" if of else ""]
             eff = r.efficiency()
             line += [_num(r.average), r.average_marker] if with_avg else []
             line += ["" if eff["trainable"] is None else str(int(round(eff["trainable"])))]
@@ -315,9 +324,30 @@ def leaderboard_csv(agg: Aggregate) -> str:
     return _csv_text(rows)
 
 
+def _verdict(verdicts: dict, label: str, col: Column, mean: float | None) -> str:
+    """'best', 'significant', 'not significant' or 'n/a' (no test applies) against the column's
+    best; '' for a cell without a mean."""
+    if mean is None:
+        return ""
+    if (label, col) not in verdicts:
+        return "best"
+    return {True: "significant", False: "not significant", None: "n/a"}[verdicts[(label, col)]]
+
+
+def significance_csv(agg: Aggregate) -> str:
+    """Every paired comparison of every table (``bench.report.significance.table_rows``), with
+    the table's setting and backbone; differences in points x100."""
+    rows = [["profile", "k", "precision", "backbone", *significance.HEADER]]
+    for t in agg.tables:
+        for r in significance.table_rows(t):
+            rows.append([t.setting.profile, t.setting.k, t.setting.precision, t.backbone, *r])
+    return _csv_text(rows)
+
+
 def cells_csv(agg: Aggregate) -> str:
     """Every cell of every table with every statistic of the protocol, raw scores (0-1)."""
-    header = "profile k backbone method_label method family task partial test_set metric status"
+    header = "profile k precision backbone method_label method family task partial test_set metric"
+    header += " status"
     header += " seeds_expected seeds_ok seeds_failed seeds_missing ddof mean std median min max"
     header += " trials_per_seed scores_by_seed failed_errors"
     rows = [header.split()]
@@ -330,7 +360,8 @@ def cells_csv(agg: Aggregate) -> str:
                 )
                 errors = " | ".join(f"{s.seed}: {s.error[:200]}" for s in cell.seeds if s.error)
                 rows.append(
-                    [t.setting.profile, t.setting.k, t.backbone, r.method_label, r.method, r.family]
+                    [t.setting.profile, t.setting.k, t.setting.precision, t.backbone]
+                    + [r.method_label, r.method, r.family]
                     + [c.task, str(c.partial).lower(), c.test_set, c.metric, cell.status]
                     + [len(cell.expected), st.n, cell.count("failed"), cell.count("missing")]
                     + [agg.ddof]

@@ -17,6 +17,10 @@ from bench.report.aggregate import Column, Row, Table, _higher_is_better
 
 MIN_EVALS = 2
 MARK = "under-trained"
+RULE = (
+    "in n of the m seeds with a dev history, the dev score was still rising at the last "
+    "evaluation (strictly above every earlier evaluation's): more steps might change the ranking."
+)
 
 
 def undertrained(record: dict) -> bool | None:
@@ -53,9 +57,4 @@ def markdown(table: Table) -> list[str]:
     """A note under a table that has marked cells, stating the rule."""
     if not any(counts(r, c)[0] for r in table.rows for c in table.columns):
         return []
-    return [
-        f"[{MARK}: n/m seeds]: in n of the m seeds with a dev history, the dev score was still "
-        "rising at the last evaluation (strictly above every earlier evaluation's): more "
-        "steps might change the ranking.",
-        "",
-    ]
+    return [f"[{MARK}: n/m seeds]: {RULE}", ""]
