@@ -51,6 +51,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from bench.core.errors import TunebenchError
+from bench.engine import compute, precision
 from bench.engine.data import collate
 from bench.engine.model import TaskModel
 from bench.engine.prompts import SLOT, TOKEN, Tokens, template_pieces
@@ -139,7 +140,7 @@ class _Prefix:
             self.mask[r, self.width - k :] = 1
         self.next = keep  # the first trigger's position id
         self.cache_kw, cache = cache_kw, DynamicCache()
-        with torch.no_grad():
+        with torch.no_grad(), precision.autocast(model.precision, device):
             model.body(
                 input_ids=ids,
                 attention_mask=self.mask,
@@ -147,19 +148,24 @@ class _Prefix:
                 use_cache=True,
                 **{cache_kw: cache},
             )
+        compute.account(model, self.mask, 0, backward=False)
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]  # per layer (B, h, P, d)
 
     def scores(self, model: TaskModel, embeds: torch.Tensor) -> torch.Tensor:
         """Class scores (B, C) with these trigger embeddings, (B, N, H)."""
         b, n = embeds.shape[:2]
-        out = model.body(
-            inputs_embeds=embeds,
-            attention_mask=torch.cat([self.mask, self.mask.new_ones(b, n)], 1),
-            position_ids=self.next[:, None] + torch.arange(n, device=embeds.device),
-            use_cache=True,
-            **{self.cache_kw: DynamicCache(ddp_cache_data=self.kv)},  # a new one: it grows
-        )
-        return model.head(out.last_hidden_state[:, -1])
+        with precision.autocast(model.precision, embeds.device):
+            out = model.body(
+                inputs_embeds=embeds,
+                attention_mask=torch.cat([self.mask, self.mask.new_ones(b, n)], 1),
+                position_ids=self.next[:, None] + torch.arange(n, device=embeds.device),
+                use_cache=True,
+                **{self.cache_kw: DynamicCache(ddp_cache_data=self.kv)},  # a new one: it grows
+            )
+        # only the N trigger positions run through the layers: they are what is counted
+        backward = torch.is_grad_enabled() and embeds.requires_grad
+        compute.account(model, self.mask.new_ones(b, n), 0, backward)
+        return model.head(out.last_hidden_state[:, -1].float())  # fp32, as TaskModel.features
 
 
 class Searcher:

@@ -24,6 +24,7 @@ search that followed the gradient's sign the wrong way would pick.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -32,6 +33,7 @@ import torch
 
 from bench.backbones.cache import fresh_backbone
 from bench.core.errors import TunebenchError
+from bench.engine import compute, precision
 from bench.engine.prompts import Encoder, Renderer, Tokens
 from methods import get_method
 from methods.autoprompt import Searcher, layout
@@ -213,6 +215,43 @@ def test_prefix_cache_gives_the_whole_input_scores_and_gradients():
         assert loss_fast == pytest.approx(loss_slow, abs=1e-5)
         assert torch.allclose(grad_fast, grad_slow, atol=1e-6, rtol=1e-4)
         assert grad_fast.abs().sum() > 0
+
+
+def test_prefix_cache_runs_in_the_run_precision_and_counts_its_work():
+    """The cached search path runs its trunk passes under the run's precision (as
+    ``TaskModel.features`` does) and counts them: the text before the triggers once per
+    batch, then N trigger tokens per row and trigger set (forward, or 4N with the gradient)."""
+    b = fresh_backbone("tiny-llama", CPU)
+    hp = autoprompt_hp(triggers=3)
+    lay = layout(b, TASK, hp)
+    with precision.using("bf16"):
+        cached = Searcher(b, TASK, hp, lay, lay.prompt.words)
+        plain = Searcher(b, TASK, {**hp, "prefix_cache": False}, lay, lay.prompt.words)
+    fp32 = Searcher(b, TASK, hp, lay, lay.prompt.words)
+    assert cached.model.precision == "bf16" and fp32.model.precision == "fp32"
+    examples = TRAIN[::2]
+    sets = [list(lay.start), [5, 6, 7]]
+    meter = compute.Meter()
+    with compute.metering(meter), compute.phase("search"):
+        fast = cached.search_batch(examples)
+        before = dataclasses.replace(meter.get("search"))
+        losses = cached.losses(fast, sets)
+        forward = meter.get("search").minus(before)
+        cached.loss_and_grad(fast, sets[0])
+    kept = int(fast["attention_mask"].sum()) - 3 * len(examples)
+    assert before.tokens == kept  # the text before the triggers, once
+    assert before.padded_tokens == fast["prefix"].mask.numel()
+    assert forward.tokens == forward.padded_tokens == len(sets) * 3 * len(examples)
+    n = cached.model.flop_parameters
+    assert forward.flops == 2 * n * forward.padded_tokens
+    grad_tokens = 3 * len(examples)
+    assert meter.get("search").flops == pytest.approx(
+        2 * n * (meter.get("search").padded_tokens - grad_tokens) + 4 * n * grad_tokens
+    )
+    exact = fp32.losses(fp32.search_batch(examples), sets)
+    assert losses != exact  # computed in bf16 ...
+    assert losses == pytest.approx(exact, abs=0.05)  # ... and close to fp32
+    assert losses == pytest.approx(plain.losses(plain.search_batch(examples), sets), abs=0.05)
 
 
 def test_autoprompt_label_search_finds_the_planted_words():
