@@ -3,6 +3,7 @@ otherwise (issue 16, item 4)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from bench.cli.app import main
@@ -51,3 +52,15 @@ def test_run_off_a_terminal_prints_a_line_per_dev_evaluation(tmp_path, capsys, o
     err = capsys.readouterr().err
     steps = re.findall(r"^train step (\d+)/4  dev acc \d\.\d{4} \(best", err, re.M)
     assert steps == ["2", "4"]
+
+
+def test_a_one_step_run_measures_its_step_and_prints_its_summary(tmp_path, capsys, one_thread):
+    """A run of one training step (e.g. to read a method's starting point) measures the peak
+    memory of that step, as longer runs measure their second, and prints its summary line."""
+    args = ["run", "--backbone", "tiny-llama", "--task", "SST-2", "--method", "prefix-tuning"]
+    args += ["--k", "4", "--seed", "13", "--set", "steps=1", "--set", "eval_every=1"]
+    assert main([*args, "--out", str(tmp_path / "r.json")]) == 0
+    rec = json.loads((tmp_path / "r.json").read_text())
+    assert rec["memory"]["peak_bytes"] > rec["memory"]["static_bytes"] > 0
+    out = capsys.readouterr().out
+    assert f"peak {rec['memory']['peak_bytes'] / 2**20:.0f} MiB" in out

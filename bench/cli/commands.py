@@ -173,12 +173,13 @@ def summary_line(rec: dict) -> str:
         for name, m in rec["test"].items()
     )
     partial = " [PARTIAL DATA]" if c["partial"] else ""
-    mem = rec["memory"]["peak_bytes"] / 2**20
+    peak = rec["memory"].get("peak_bytes")  # absent only where no step was measured
+    mem = "n/a" if peak is None else f"{peak / 2**20:.0f} MiB"
     return (
         f"{c['backbone']} {c['task']}{partial} {c['method_label']} K={c['k']} seed={c['seed']}: "
         f"dev {rec['primary_metric']} {rec['dev'][rec['primary_metric']]:.4f}, test {test}; "
         f"trainable {p['trainable']:,} ({p['trainable_pct_of_backbone']:.3f}%); "
-        f"peak {mem:.0f} MiB; train {t['train_s']:.1f}s, eval {t['eval_s']:.1f}s"
+        f"peak {mem}; train {t['train_s']:.1f}s, eval {t['eval_s']:.1f}s"
     )
 
 

@@ -205,7 +205,8 @@ def train(
     start = time.perf_counter()
     for step in range(hp.steps):
         with accounting.phase("train"):
-            if step == 1:  # the second step, so optimizer state exists, under the memory probe
+            if step == min(1, hp.steps - 1):  # the second step (optimizer state exists; a
+                # one-step run: its only step, which creates that state under the probe)
                 out = {}
                 memory = peak_memory(
                     lambda s=step, o=out: o.update(r=one_step(s)), [model], opt, device
