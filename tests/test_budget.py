@@ -77,6 +77,42 @@ def test_steps_figure_from_hand_made_budget_records(tmp_path):
     assert figures.render(table)["steps"] == out["steps"]  # byte-identical
 
 
+def test_budget_table_ranks_the_methods_at_each_budget(tmp_path):
+    recs = []
+    for seed in (13, 21):
+        for method, scores in (
+            ("finetune", (0.55, 0.7, 0.8)),
+            ("prompt-finetune", (0.8, 0.82, 0.79)),
+        ):
+            for n, score in zip((12, 50, 200), scores):
+                r = record(method, "SST-2", seed, score)
+                r["cell"]["method_label"] = f"{method}@{n}steps"
+                recs.append(r)
+        recs.append(record("zero-shot", "SST-2", seed, 0.78))
+    root = write_all(tmp_path, recs)
+    (table,) = aggregate(load_records(root)).tables
+    headers, rows = budget.pivot(table, table.columns[0])
+    assert headers == ["Method", "12 steps", "50 steps", "200 steps"]
+    by = {r[0]: r[1:] for r in rows}
+    assert by["finetune"] == ["55.0 (0.0)", "70.0 (0.0)", "80.0 (0.0)"]
+    assert by["ranking (best first)"] == [
+        "prompt-finetune > finetune",
+        "prompt-finetune > finetune",
+        "finetune > prompt-finetune",
+    ]
+    assert by["zero-shot (no training)"] == ["78.0 (0.0)"] * 3
+    md = build_outputs(root)["leaderboard.md"].decode()
+    assert "| ranking (best first) | prompt-finetune &gt; finetune |" in md
+    page = build_outputs(root)["leaderboard.html"].decode()
+    assert (
+        "<td>prompt-finetune &gt; finetune</td>" in page and "Test score against training" in page
+    )
+    plain = write_all(tmp_path / "plain", [record("finetune", "SST-2", 13, 0.6)])
+    (table,) = aggregate(load_records(plain)).tables
+    assert budget.pivot(table, table.columns[0]) is None
+    assert "by training budget" not in build_outputs(plain)["leaderboard.md"].decode()
+
+
 def test_no_steps_figure_without_budget_rows(tmp_path):
     root = write_all(tmp_path, [record("finetune", "SST-2", 13, 0.6)])
     assert not [p for p in build_outputs(root) if "-steps." in p]

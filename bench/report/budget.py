@@ -7,6 +7,10 @@ seeds that finished, with a bar of one standard deviation (the table's ddof); a 
 where any seed was under-trained (``training.undertrained``: dev still rising at the last
 evaluation). Rows without a budget (methods that do not train, e.g. zero-shot) are drawn as
 dashed horizontal reference lines.
+
+The same numbers as a table (``pivot``): one row per method, one column per budget, each cell
+the mean (std) over seeds with its under-trained mark, and under it the methods ranked at each
+budget, so "does the budget decide the ranking?" is read off directly.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 import re
 
 from bench.report import fmt, training
-from bench.report.aggregate import Row, Table
+from bench.report.aggregate import Column, Row, Table
 
 BUDGET = re.compile(r"^(?P<label>.+)@(?P<steps>\d+)steps$")  # = bench.sweep.profile.BUDGET_MARK
 
@@ -86,3 +90,39 @@ def steps_figure(table: Table):
     )
     fig.tight_layout()
     return fig
+
+
+def pivot(table: Table, col: Column) -> tuple[list[str], list[list[str]]] | None:
+    """(headers, rows) of ``col``: methods by training budget, then the ranking at each budget
+    (methods with a score there, best first; ties at one decimal share a rank) and the rows
+    without a budget as references. None for a table without budget rows."""
+    lines = curves(table)
+    if not lines:
+        return None
+    budgets = sorted({steps for points in lines.values() for steps, _ in points})
+    headers = ["Method", *(f"{b} steps" for b in budgets)]
+    rows = []
+    for label, points in lines.items():
+        by_steps = dict(points)
+        cells = []
+        for b in budgets:
+            row = by_steps.get(b)
+            cells.append(
+                ""
+                if row is None
+                else fmt.cell_text(row.cells[col]) + training.cell_marker(row, col)
+            )
+        rows.append([label, *cells])
+    ranking = []
+    for b in budgets:
+        scored = [(r.cells[col].stats.mean, label) for label, points in lines.items()
+                  for steps, r in points if steps == b and r.cells[col].stats.mean is not None]  # fmt: skip
+        scored.sort(key=lambda x: -x[0])
+        ranking.append(" > ".join(label for _, label in scored))
+    rows.append(["ranking (best first)", *ranking])
+    for r in table.rows:
+        if budget_of(r.method_label) is None:
+            rows.append(
+                [f"{r.method_label} (no training)", *[fmt.cell_text(r.cells[col])] * len(budgets)]
+            )
+    return headers, rows

@@ -9,7 +9,7 @@ import base64
 from html import escape
 from importlib import resources
 
-from bench.report import fmt, significance, text, training
+from bench.report import budget, fmt, significance, text, training
 from bench.report.aggregate import Aggregate, Cell, Row, Table
 from bench.report.published import Match, Source
 
@@ -164,6 +164,12 @@ def _figures(agg: Aggregate, figures: dict[str, dict[str, dict[str, bytes]]]) ->
                 "family; error bars: seed std; hollow: fewer seeds than the setting's.",
             ),
             ("seeds", "Every seed's test score of every method on every column; bar: the mean."),
+            (
+                "steps",
+                "Test score against training steps, one line per method (log scale); bars: 1 "
+                "std over seeds; hollow: dev still rising at the last evaluation in some seed; "
+                "dashed: methods that do not train.",
+            ),
         ):
             if name in figs:
                 data = base64.b64encode(figs[name]["svg"]).decode("ascii")
@@ -171,6 +177,14 @@ def _figures(agg: Aggregate, figures: dict[str, dict[str, dict[str, bytes]]]) ->
                     f'<figure><img alt="{escape(caption)}" src="data:image/svg+xml;base64,{data}">'
                     f"<figcaption>{escape(caption)}</figcaption></figure>"
                 )
+        for col in t.columns:
+            found = budget.pivot(t, col)
+            if found is not None:
+                out.append(
+                    f'<p class="caption">{escape(fmt.column_header(col))} by training budget: '
+                    "test x100, mean (std).</p>"
+                )
+                out.append(_simple_table(*found))
     return out + ["</section>"]
 
 

@@ -20,7 +20,7 @@ import csv
 import io
 import re
 
-from bench.report import fmt, predicted, significance, training
+from bench.report import budget, fmt, predicted, significance, training
 from bench.report.aggregate import Aggregate, Column, Table, column_key
 from bench.report.published import Match, Source
 
@@ -101,7 +101,7 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
             cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
         out.append(_md_row(cells + efficiency_cells(row.efficiency())))
     out.append("")
-    out += _md_significance(table, found) + training.markdown(table)
+    out += _md_budgets(table) + _md_significance(table, found) + training.markdown(table)
     out += [f"![{md_line(alt)}]({path})" for alt, path in figures]
     return out + [""]
 
@@ -210,6 +210,20 @@ def markdown(agg: Aggregate, figures: dict[str, list[tuple[str, str]]], sources,
     lines += [f"- {md_line(note)}" for note in predicted_notes(agg)]
     lines += [f"- {md_line(note)}" for note in agg.notes]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_budgets(table: Table) -> list[str]:
+    """For a table of training budgets: each column's methods by budget (``budget.pivot``)."""
+    out = []
+    for col in table.columns:
+        found = budget.pivot(table, col)
+        if found is None:
+            return []
+        headers, rows = found
+        out += [f"{md_text(fmt.column_header(col))} by training budget: test x100, mean (std).", ""]
+        out += [_md_row(headers), "|---|" + "---:|" * (len(headers) - 1)]
+        out += [_md_row([md_text(r[0]), *(md_text(c) for c in r[1:])]) for r in rows] + [""]
+    return out
 
 
 def _md_significance(table: Table, found: dict | None) -> list[str]:
