@@ -379,6 +379,8 @@ class Table:
     backbone: str
     columns: list[Column]
     rows: list[Row]
+    # what the writers derive from the table and share (significance's comparisons), made once
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

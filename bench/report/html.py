@@ -102,7 +102,7 @@ def _row(table: Table, row: Row, columns, best: dict, best_avg: set[str], same: 
     return f"<tr {data}>" + "".join(tds) + "</tr>"
 
 
-def _leaderboard(agg: Aggregate, compared: dict[int, dict]) -> list[str]:
+def _leaderboard(agg: Aggregate) -> list[str]:
     columns = text.all_columns(agg)
     th = ['<th class="text" data-type="text">Setting</th>']
     th += ['<th class="text" data-type="text">Backbone</th>']
@@ -125,7 +125,7 @@ def _leaderboard(agg: Aggregate, compared: dict[int, dict]) -> list[str]:
     for t in agg.tables:
         best = {c: fmt.best_rows(t, c) for c in t.columns}
         best_avg = fmt.best_average(t)
-        same = significance.not_significant(t, compared[id(t)])
+        same = significance.not_significant(t)
         rows += [_row(t, r, columns, best, best_avg, same) for r in t.rows]
     settings = sorted({t.setting.label for t in agg.tables})
     backbones = sorted({t.backbone for t in agg.tables})
@@ -188,14 +188,14 @@ def _figures(agg: Aggregate, figures: dict[str, dict[str, dict[str, bytes]]]) ->
     return out + ["</section>"]
 
 
-def _significance(agg: Aggregate, compared: dict[int, dict]) -> list[str]:
+def _significance(agg: Aggregate) -> list[str]:
     """Every table's paired comparisons: against its column's best and against the baseline."""
     out = ['<section id="significance"><h2>Significance</h2>']
     out.append(
         f'<p class="caption">Paired differences (points x100). {escape(significance.caption())}</p>'
     )
     for t in agg.tables:
-        rows = significance.table_rows(t, compared[id(t)])
+        rows = significance.table_rows(t)
         if rows:
             out.append(f"<h3>{escape(t.setting.label)} — {escape(t.backbone)}</h3>")
             out.append(_simple_table(significance.HEADER, rows))
@@ -234,7 +234,6 @@ def _published(sources: list[Source], found: list[Match]) -> list[str]:
 def page(agg: Aggregate, figures, sources: list[Source], found: list[Match]) -> str:
     n_ok = sum(r.ok for r in agg.records)
     notes = text.memory_notes(agg) + text.predicted_notes(agg) + agg.notes
-    compared = {id(t): significance.comparisons(t) for t in agg.tables}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -250,8 +249,8 @@ def page(agg: Aggregate, figures, sources: list[Source], found: list[Match]) -> 
         '<section id="protocol"><h2>How the numbers are made</h2><ul>',
         *(f"<li>{escape(line)}</li>" for line in fmt.protocol_lines(agg)),
         "</ul></section>",
-        *_leaderboard(agg, compared),
-        *_significance(agg, compared),
+        *_leaderboard(agg),
+        *_significance(agg),
         *_figures(agg, figures),
         *_published(sources, found),
         '<section id="notes"><h2>Notes</h2><ul>',

@@ -143,7 +143,15 @@ def best_row(table: Table, col: Column) -> Row | None:
 
 
 def comparisons(table: Table, baseline: str = BASELINE, resamples: int = RESAMPLES):
-    """Every row against its column's best row and against ``baseline`` (a method label)."""
+    """Every row against its column's best row and against ``baseline`` (a method label); made
+    once per table and arguments (every writer of the report reads the same)."""
+    key = ("significance", baseline, resamples)
+    if key not in table.memo:
+        table.memo[key] = _comparisons(table, baseline, resamples)
+    return table.memo[key]
+
+
+def _comparisons(table: Table, baseline: str, resamples: int) -> dict[str, list[Comparison]]:
     out: dict[str, list[Comparison]] = {"best": [], "baseline": []}
     base = next((r for r in table.rows if r.method_label == baseline), None)
     for col in table.columns:
