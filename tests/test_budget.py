@@ -36,6 +36,23 @@ def test_budget_profile_crosses_every_trained_method_with_every_budget(data_root
     assert len(cells) == (len(trained) * len(STEPS) + 1) * 3
 
 
+def test_budget_cpu_profile_is_the_same_rows_at_each_method_default_and_one_trial(data_root):
+    """``budget-cpu``: the rows of ``budget``, nothing searched: every trained cell fixes its
+    method's default learning rate (and soft prompts their default length), so it runs once."""
+    from bench.sweep.search import SearchConfig, n_trials
+    from methods import get_method
+
+    cells, _ = plan(load("budget-cpu"), data_root)
+    gpu, _ = plan(load("budget"), data_root)
+    assert {(c.label, c.seed) for c in cells} == {(c.label, c.seed) for c in gpu}
+    for c in cells:
+        method = get_method(c.method)
+        assert n_trials(method, c.settings, SearchConfig(trials=1)) == 1, c.label
+        if method.trains:
+            assert c.settings["lr"] == method.defaults["lr"], c.label
+            assert c.settings["steps"] == budget.budget_of(c.label)[1]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
