@@ -21,6 +21,7 @@ import re
 from bench.report import fmt, training
 from bench.report.aggregate import Column, Row, Table
 
+RANKING = "ranking (best first)"
 BUDGET = re.compile(r"^(?P<label>.+)@(?P<steps>\d+)steps$")  # = bench.sweep.profile.BUDGET_MARK
 
 
@@ -94,8 +95,9 @@ def steps_figure(table: Table):
 
 def pivot(table: Table, col: Column) -> tuple[list[str], list[list[str]]] | None:
     """(headers, rows) of ``col``: methods by training budget, then the ranking at each budget
-    (methods with a score there, best first; ties at one decimal share a rank) and the rows
-    without a budget as references. None for a table without budget rows."""
+    (a row labelled ``RANKING``: the methods with a score there, best mean first) and the rows
+    without a budget as references. Method labels are as records have them (writers escape
+    them). None for a table without budget rows."""
     lines = curves(table)
     if not lines:
         return None
@@ -119,7 +121,7 @@ def pivot(table: Table, col: Column) -> tuple[list[str], list[list[str]]] | None
                   for steps, r in points if steps == b and r.cells[col].stats.mean is not None]  # fmt: skip
         scored.sort(key=lambda x: -x[0])
         ranking.append(" > ".join(label for _, label in scored))
-    rows.append(["ranking (best first)", *ranking])
+    rows.append([RANKING, *ranking])
     for r in table.rows:
         if budget_of(r.method_label) is None:
             rows.append(

@@ -222,7 +222,10 @@ def _md_budgets(table: Table) -> list[str]:
         headers, rows = found
         out += [f"{md_text(fmt.column_header(col))} by training budget: test x100, mean (std).", ""]
         out += [_md_row(headers), "|---|" + "---:|" * (len(headers) - 1)]
-        out += [_md_row([md_text(r[0]), *(md_text(c) for c in r[1:])]) for r in rows] + [""]
+        for r in rows:  # method labels come from records: escaped, wherever they stand
+            cells = r[1:] if r[0] != budget.RANKING else [md_text(c) for c in r[1:]]
+            out.append(_md_row([md_text(r[0]), *cells]))
+        out.append("")
     return out
 
 
