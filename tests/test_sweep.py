@@ -218,7 +218,7 @@ def families(cells: list[SweepCell]) -> dict[str, set[str]]:
 
 
 def test_packaged_profiles(data_root):
-    assert packaged() == ["budget", "cpu", "cpu-all", "paper", "smoke"]
+    assert packaged() == ["budget", "budget-cpu", "cpu", "cpu-all", "paper", "smoke"]
     smoke, _ = plan(load("smoke"), data_root)
     assert {c.method for c in smoke} == set(REGISTRY)  # every method, new ones included
     assert len({c.task for c in smoke}) == 2 and {c.seed for c in smoke} == {13, 21}
