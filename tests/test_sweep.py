@@ -219,6 +219,9 @@ def families(cells: list[SweepCell]) -> dict[str, set[str]]:
 
 def test_packaged_profiles(data_root):
     assert packaged() == ["budget", "budget-cpu", "cpu", "cpu-all", "paper", "smoke"]
+    from bench.cli.sweep_commands import _PACKAGED  # what `tunebench sweep --help` lists
+
+    assert _PACKAGED == packaged()
     smoke, _ = plan(load("smoke"), data_root)
     assert {c.method for c in smoke} == set(REGISTRY)  # every method, new ones included
     assert len({c.task for c in smoke}) == 2 and {c.seed for c in smoke} == {13, 21}

@@ -14,13 +14,19 @@ from pathlib import Path
 from bench.cli.app import _print_table, command
 from bench.core.errors import TunebenchError
 
+# the packaged profiles' names, read without importing the sweep (arguments come before heavy
+# imports); bench.sweep.profile.packaged() is the same list
+_PACKAGED = sorted(
+    p.stem for p in (Path(__file__).parents[1] / "sweep" / "profiles").glob("*.toml")
+)
+
 
 def _options(p: argparse.ArgumentParser, default_profile: str | None = None) -> None:
     p.add_argument(
         "profile",
         nargs="?" if default_profile else None,
         default=default_profile,
-        help="a profile in bench/sweep/profiles/ (smoke, cpu, cpu-all, paper) or a path to a .toml "
+        help=f"a profile in bench/sweep/profiles/ ({', '.join(_PACKAGED)}) or a path to a .toml "
         "file" + (f" (default: {default_profile})" if default_profile else ""),
     )
     p.add_argument(
