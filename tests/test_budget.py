@@ -108,6 +108,8 @@ def test_budget_table_ranks_the_methods_at_each_budget(tmp_path):
         recs.append(record("zero-shot", "SST-2", seed, 0.78))
     root = write_all(tmp_path, recs)
     (table,) = aggregate(load_records(root)).tables
+    labels = [r.method_label for r in table.rows]  # a method's budgets by steps, not as text
+    assert labels[:3] == ["finetune@12steps", "finetune@50steps", "finetune@200steps"]
     headers, rows = budget.pivot(table, table.columns[0])
     assert headers == ["Method", "12 steps", "50 steps", "200 steps"]
     by = {r[0]: r[1:] for r in rows}

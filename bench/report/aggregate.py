@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -392,6 +393,20 @@ class Aggregate:
     notes: list[str]  # protocol flags worth a reader's attention (choice disagreements, ...)
 
 
+BUDGET = re.compile(r"^(?P<label>.+)@(?P<steps>\d+)steps$")  # = bench.sweep.profile.BUDGET_MARK
+
+
+def budget_of(label: str) -> tuple[str, int] | None:
+    """('finetune', 200) for 'finetune@200steps'; None for a label without a budget."""
+    m = BUDGET.match(label)
+    return (m["label"], int(m["steps"])) if m else None
+
+
+def _label_key(label: str) -> tuple[str, int]:
+    """Rows by method label, a method's budget rows (``finetune@50steps``) by their steps."""
+    return budget_of(label) or (label, -1)
+
+
 def setting_of(r: Record) -> Setting:
     precision = (r.data.get("config") or {}).get("precision") or "fp32"
     return Setting(str(r.data.get("profile") or SINGLE_RUNS), r.cell["k"], precision)
@@ -431,7 +446,7 @@ def _table(setting: Setting, backbone: str, recs: list[Record], ddof: int) -> Ta
         }
         ok = [r for r in mrecs if r.ok]
         rows.append(Row(setting, backbone, label, first["method"], first["family"], cells, ok))
-    rows.sort(key=lambda row: (_family_rank(row.family), row.method_label))
+    rows.sort(key=lambda row: (_family_rank(row.family), *_label_key(row.method_label)))
     return Table(setting, backbone, columns, rows)
 
 

@@ -16,19 +16,11 @@ budget, so "does the budget decide the ranking?" is read off directly.
 from __future__ import annotations
 
 import math
-import re
 
 from bench.report import fmt, training
-from bench.report.aggregate import Column, Row, Table
+from bench.report.aggregate import Column, Row, Table, budget_of
 
 RANKING = "ranking (best first)"
-BUDGET = re.compile(r"^(?P<label>.+)@(?P<steps>\d+)steps$")  # = bench.sweep.profile.BUDGET_MARK
-
-
-def budget_of(label: str) -> tuple[str, int] | None:
-    """('finetune', 200) for 'finetune@200steps'; None for a label without a budget."""
-    m = BUDGET.match(label)
-    return (m["label"], int(m["steps"])) if m else None
 
 
 def curves(table: Table) -> dict[str, list[tuple[int, Row]]]:
