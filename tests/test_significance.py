@@ -88,7 +88,7 @@ def test_comparisons_against_best_and_baseline(tmp_path):
     assert ft.boot_high < 0 and ft.t_p < 0.05
     baseline = {c.row: c for c in found["baseline"]}
     assert set(baseline) == {"prompt-finetune", "lora"} and baseline["lora"].against == "finetune"
-    assert significance.not_significant(table, found) == {("lora", table.columns[0])}
+    assert significance.not_significant(table) == {("lora", table.columns[0])}
     md = build_outputs(root)["leaderboard.md"].decode()
     lora_line = next(line for line in md.splitlines() if line.startswith("| lora |"))
     ft_line = next(line for line in md.splitlines() if line.startswith("| finetune |"))

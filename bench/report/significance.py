@@ -166,10 +166,9 @@ def _comparisons(table: Table, baseline: str, resamples: int) -> dict[str, list[
     return out
 
 
-def not_significant(table: Table, found: dict | None = None) -> set[tuple[str, Column]]:
+def not_significant(table: Table) -> set[tuple[str, Column]]:
     """(method label, column) of the scores not significantly below their column's best."""
-    found = found or comparisons(table)
-    return {(c.row, c.column) for c in found["best"] if c.significant is False}
+    return {(c.row, c.column) for c in comparisons(table)["best"] if c.significant is False}
 
 
 def caption(resamples: int = RESAMPLES) -> str:
@@ -191,11 +190,11 @@ HEADER = ["Method", "Against", "Column", "Seeds", "Mean diff.", "t-test p",
 ALIGN = "|---|---|---|---:|---:|---:|---:|---|"
 
 
-def table_rows(table: Table, found: dict | None = None) -> list[list[str]]:
+def table_rows(table: Table) -> list[list[str]]:
     """The comparisons of one table as rows of ``HEADER``'s cells, against the best first, then
     against the baseline; the first two cells are method labels as records have them (the
     writers escape them as in every other table)."""
-    found = found or comparisons(table)
+    found = comparisons(table)
     rows = [("best", c) for c in found["best"]] + [("baseline", c) for c in found["baseline"]]
     out = []
     for kind, c in rows:

@@ -83,8 +83,7 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
     out += ["|" + "---|" * 2 + "---:|" * (len(headers) - 2 + len(EFFICIENCY_HEADERS))]
     best = {c: fmt.best_rows(table, c) for c in table.columns}
     best_avg = fmt.best_average(table)
-    found = significance.comparisons(table)
-    same_as_best = significance.not_significant(table, found)
+    same_as_best = significance.not_significant(table)
     for row in table.rows:
         cells = [md_text(row.method_label), md_text(row.family)]
         for col in table.columns:
@@ -101,7 +100,7 @@ def _md_table(table: Table, ddof: int, figures: list[str]) -> list[str]:
             cells.append(avg + (f" [{row.average_marker}]" if row.average_marker else ""))
         out.append(_md_row(cells + efficiency_cells(row.efficiency())))
     out.append("")
-    out += _md_budgets(table) + _md_significance(table, found) + training.markdown(table)
+    out += _md_budgets(table) + _md_significance(table) + training.markdown(table)
     out += [f"![{md_line(alt)}]({path})" for alt, path in figures]
     return out + [""]
 
@@ -229,9 +228,9 @@ def _md_budgets(table: Table) -> list[str]:
     return out
 
 
-def _md_significance(table: Table, found: dict | None) -> list[str]:
+def _md_significance(table: Table) -> list[str]:
     """The table's paired comparisons (``bench.report.significance``), labels escaped."""
-    rows = significance.table_rows(table, found)
+    rows = significance.table_rows(table)
     if not rows:
         return []
     out = ["Paired differences (points x100). " + significance.caption(), ""]
